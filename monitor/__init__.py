@@ -1,0 +1,3 @@
+"""A real-time presence and routing-status monitor for Genesys Cloud contact centres."""
+
+__version__ = "0.1.0"

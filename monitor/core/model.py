@@ -1,0 +1,144 @@
+"""The vocabulary of the monitor as plain values: enums and frozen dataclasses.
+
+Times are integer milliseconds since the Unix epoch (UTC) throughout the core. Genesys timestamps
+carry millisecond precision, so integers keep equality exact, which the tracker and the store's
+natural key depend on.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Presence(StrEnum):
+    """Genesys system presences, in the UPPER_SNAKE form that notifications use."""
+
+    AVAILABLE = "AVAILABLE"
+    AWAY = "AWAY"
+    BUSY = "BUSY"
+    OFFLINE = "OFFLINE"
+    IDLE = "IDLE"
+    ON_QUEUE = "ON_QUEUE"
+    MEAL = "MEAL"
+    TRAINING = "TRAINING"
+    MEETING = "MEETING"
+    BREAK = "BREAK"
+
+
+class RoutingStatus(StrEnum):
+    """Genesys routing statuses (the `RoutingStatus.status` enum of the REST and notification models)."""
+
+    OFF_QUEUE = "OFF_QUEUE"
+    IDLE = "IDLE"
+    INTERACTING = "INTERACTING"
+    NOT_RESPONDING = "NOT_RESPONDING"
+    COMMUNICATING = "COMMUNICATING"
+
+
+class Kind(StrEnum):
+    """Which of an agent's two watched states an update or transition is about."""
+
+    PRESENCE = "presence"
+    ROUTING = "routing"
+
+
+class Source(StrEnum):
+    """Where a transition came from."""
+
+    LIVE = "live"  # a notification frame
+    SNAPSHOT = "snapshot"  # a REST read after a gap or at start
+    BACKFILL = "backfill"  # history read afterwards (analytics)
+
+
+_SEPARATORS = re.compile(r"[\s_\-]+")
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+_TOKEN = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def normalise_status(text: str) -> str:
+    """Return the UPPER_SNAKE form of a presence or routing-status name.
+
+    Genesys spells the same value several ways: `ON_QUEUE` in notifications, `OnQueue` in the
+    presence definitions API, `On Queue` in some REST responses, `OffQueue` in the events API.
+    Unknown values are kept (normalised), so a presence Genesys adds later is still recorded.
+    Raises ValueError for text that cannot be a status name.
+    """
+    spaced = _CAMEL.sub("_", text.strip())
+    value = _SEPARATORS.sub("_", spaced).upper()
+    if not _TOKEN.match(value):
+        raise ValueError(f"not a status name: {text!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One presence or routing-status event for one agent, as decoded from a frame or a snapshot.
+
+    `value` is the normalised system presence or routing status; `event_ms` is the event's own time
+    (`modifiedDate` for presence, `startTime` for routing status); `definition_id` is the presence
+    definition (secondary presence) id, None for routing status.
+    """
+
+    agent_id: str
+    kind: Kind
+    value: str
+    event_ms: int
+    definition_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A recorded change of one agent's presence or routing status.
+
+    `from_value` is None for the first state ever seen for that agent and kind.
+    """
+
+    agent_id: str
+    kind: Kind
+    from_value: str | None
+    to_value: str
+    definition_id: str | None
+    event_ms: int
+    seen_ms: int
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class StatusState:
+    """What we know of one agent's presence or routing status.
+
+    `since_ms` is when the current value began; `watermark_ms` is the newest event time applied,
+    so that older events can be recognised as stale even when they carried no change.
+    """
+
+    value: str
+    definition_id: str | None
+    since_ms: int
+    watermark_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """A Genesys user that the monitor watches, with what reports and labels need."""
+
+    id: str
+    name: str
+    email: str = ""
+    division_id: str = ""
+    division_name: str = ""
+    department: str = ""
+    manager_id: str = ""
+    queue_ids: tuple[str, ...] = field(default_factory=tuple)
+    state: str = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """An interval in which a channel was not delivering, and why."""
+
+    channel_id: str
+    start_ms: int
+    end_ms: int
+    reason: str
