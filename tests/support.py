@@ -11,7 +11,7 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -23,16 +23,36 @@ def scaled(seconds: float) -> float:
     return seconds * TIMEOUT_FACTOR
 
 
+@overload
 async def eventually(
-    probe: Callable[[], T | Awaitable[T]],
+    probe: Callable[[], Awaitable[T]],
+    *,
+    within: float = ...,
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
+
+
+@overload
+async def eventually(
+    probe: Callable[[], T],
+    *,
+    within: float = ...,
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
+
+
+async def eventually(
+    probe: Callable[[], Any],
     *,
     within: float = 5.0,
     interval: float = 0.01,
     message: str = "condition",
-) -> T:
+) -> Any:
     """Poll `probe` until it returns something truthy; return that. Fails after `within` seconds."""
     deadline = time.monotonic() + scaled(within)
-    last: T | None = None
+    last: Any = None
     while True:
         result = probe()
         if isinstance(result, Awaitable):

@@ -92,7 +92,9 @@ class Update:
 class Transition:
     """A recorded change of one agent's presence or routing status.
 
-    `from_value` is None for the first state ever seen for that agent and kind.
+    `from_value` is None for the first state ever seen for that agent and kind. A `late`
+    transition arrived after a newer one (reordered delivery, or found by a snapshot): it belongs
+    to the history at its event time but is not the agent's current state.
     """
 
     agent_id: str
@@ -103,6 +105,7 @@ class Transition:
     event_ms: int
     seen_ms: int
     source: Source
+    late: bool = False
 
 
 @dataclass(frozen=True, slots=True)

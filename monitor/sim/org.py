@@ -289,12 +289,20 @@ class Org:
     # --- changing -------------------------------------------------------------------------------
 
     def set_presence(
-        self, agent_id: str, definition_id: str, *, cause: str, message: str | None = None
+        self,
+        agent_id: str,
+        definition_id: str,
+        *,
+        cause: str,
+        message: str | None = None,
+        at_ms: int | None = None,
     ) -> list[Change]:
         """Set an agent's presence, coupling the routing status as Genesys does.
 
         Going On Queue makes an OFF_QUEUE agent IDLE; leaving On Queue makes the agent OFF_QUEUE.
         Setting the same definition and message again changes nothing and emits nothing.
+        `at_ms` records the change at that time instead of the clock's: the behaviour model
+        applies each planned action at its due time, also when it runs ahead of the clock.
         Raises KeyError for an unknown agent or definition, ValueError for a deactivated one.
         """
         agent = self.agents[agent_id]
@@ -308,7 +316,7 @@ class Org:
         previous = self.definition_of(agent)
         agent.presence_definition_id = definition_id
         agent.presence_message = new_message
-        agent.presence_modified_ms = self._next_ms(agent.presence_modified_ms)
+        agent.presence_modified_ms = self._next_ms(agent.presence_modified_ms, at_ms)
         changes = [
             self._record(
                 agent,
@@ -323,17 +331,25 @@ class Org:
         ]
         on_queue = definition.system_presence is Presence.ON_QUEUE
         if on_queue and not was_on_queue and agent.routing_status is RoutingStatus.OFF_QUEUE:
-            changes += self.set_routing(agent_id, RoutingStatus.IDLE, cause=cause)
+            changes += self.set_routing(agent_id, RoutingStatus.IDLE, cause=cause, at_ms=at_ms)
         elif was_on_queue and not on_queue and agent.routing_status is not RoutingStatus.OFF_QUEUE:
-            changes += self.set_routing(agent_id, RoutingStatus.OFF_QUEUE, cause=cause)
+            changes += self.set_routing(agent_id, RoutingStatus.OFF_QUEUE, cause=cause, at_ms=at_ms)
         return changes
 
-    def set_system_presence(self, agent_id: str, presence: Presence, *, cause: str) -> list[Change]:
+    def set_system_presence(
+        self, agent_id: str, presence: Presence, *, cause: str, at_ms: int | None = None
+    ) -> list[Change]:
         """Set an agent's presence to the system definition of `presence`."""
-        return self.set_presence(agent_id, self._system[presence].id, cause=cause)
+        return self.set_presence(agent_id, self._system[presence].id, cause=cause, at_ms=at_ms)
 
     def set_routing(
-        self, agent_id: str, status: RoutingStatus, *, cause: str, force: bool = False
+        self,
+        agent_id: str,
+        status: RoutingStatus,
+        *,
+        cause: str,
+        force: bool = False,
+        at_ms: int | None = None,
     ) -> list[Change]:
         """Set an agent's routing status.
 
@@ -349,7 +365,7 @@ class Org:
             return []
         previous = agent.routing_status
         agent.routing_status = status
-        agent.routing_start_ms = self._next_ms(agent.routing_start_ms)
+        agent.routing_start_ms = self._next_ms(agent.routing_start_ms, at_ms)
         return [
             self._record(
                 agent, Kind.ROUTING, status, None, agent.routing_start_ms, previous, None, cause
@@ -364,10 +380,10 @@ class Org:
         agent.state = state
         agent.version += 1
 
-    def _next_ms(self, last_ms: int) -> int:
+    def _next_ms(self, last_ms: int, at_ms: int | None = None) -> int:
         # Event times of one agent and kind strictly increase, as they would on a real clock with
         # finer resolution; two changes in the same millisecond would otherwise be unordered.
-        return max(self.clock.now_ms(), last_ms + 1)
+        return max(self.clock.now_ms() if at_ms is None else at_ms, last_ms + 1)
 
     def _record(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # How REST payloads spell `systemPresence` outside the definitions API. UNCONFIRMED: third-party
 # samples show "Available" and "On Queue"; notifications always use "ON_QUEUE".
@@ -44,6 +45,8 @@ class SimSettings:
     # (None: now). Every timestamp and every interval below is in simulated time.
     time_factor: float = 1.0
     start_ms: int | None = None
+    # The org's time zone (IANA name): agents' shifts follow its local time and its weekends.
+    timezone: str = "UTC"
 
     # --- OAuth ----------------------------------------------------------------------------------
     token_lifetime_s: int = 86_400  # Genesys's default when the client sets none
@@ -57,6 +60,7 @@ class SimSettings:
     users_result_cap: int = 10_000  # pageNumber*pageSize beyond this is a 400
     users_cap_applies_to_active: bool = True  # UNCONFIRMED: documented for inactive only
     search_max_page_size: int = 100  # UNCONFIRMED
+    search_result_cap: int = 10_000  # UNCONFIRMED: a deep-paging window like the listing's
     queue_members_max_page_size: int = 100  # larger requests are clamped, not refused
     # Expands are "best effort": the share of expanded users returned without the expansion.
     expand_omit_rate: float = 0.0
@@ -101,5 +105,9 @@ class SimSettings:
             problems.append("at least one OAuth client is needed")
         if not 0 <= self.stuck_fraction <= 1 or not 0 <= self.expand_omit_rate <= 1:
             problems.append("stuck_fraction and expand_omit_rate are shares between 0 and 1")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(f"timezone {self.timezone!r} is not a known IANA time zone")
         if problems:
             raise ValueError("; ".join(problems))
