@@ -1,0 +1,404 @@
+"""Every Prometheus metric of the monitor, and the exposition served on /metrics.
+
+Two kinds of metrics live here:
+
+- agent metrics (`genesys_*`): per-agent state and state-start timestamps, agent info, and the
+  counts of agents per presence and routing status. At 20,000 agents the per-agent families are
+  about 100,000 series, which prometheus-client renders at roughly 100,000 series a second: too
+  slow for a scrape. So each agent's lines are kept pre-rendered and replaced when its state
+  changes; a scrape only joins strings. Only the current state is exported per agent (a full
+  state set would be 15 series per agent).
+- the daemon's own health (`monitor_*`) and counters: plain prometheus-client metrics on an
+  injected registry, rendered by the library.
+
+Both halves go out in the classic text format (`text/plain; version=0.0.4`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterable, Mapping, Sequence
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from monitor import __version__
+from monitor.core.model import Agent, Kind, StatusState, Transition
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Completed stretches in one status: a few seconds (not responding) to a whole shift.
+_DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800)
+
+
+def escape(value: str) -> str:
+    """A label value escaped for the text exposition format."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _family(name: str, kind: str, help_text: str, lines: Iterable[str]) -> str:
+    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n" + "".join(lines)
+
+
+class AgentMetrics:
+    """The agent families, kept as pre-rendered lines per agent."""
+
+    def __init__(self, *, per_agent: bool, by_division: bool, by_queue: bool) -> None:
+        self.per_agent = per_agent
+        self.by_division = by_division
+        self.by_queue = by_queue
+        self._agents: dict[str, Agent] = {}
+        self._presence: dict[str, str] = {}
+        self._routing: dict[str, str] = {}
+        self._since: dict[Kind, dict[str, int]] = {Kind.PRESENCE: {}, Kind.ROUTING: {}}
+        self._lines: dict[str, dict[str, str]] = {
+            "presence": {},
+            "routing": {},
+            "presence_ts": {},
+            "routing_ts": {},
+            "info": {},
+        }
+        # (presence, routing_status, division) -> agents; queue breakdown kept apart because an
+        # agent in several queues counts in each, so summing over queues would double-count.
+        self._counts: Tally[tuple[str, str, str]] = Tally()
+        self._queue_counts: Tally[tuple[str, str, str]] = Tally()
+        self.durations: Histogram | None = None
+
+    # --- updates ---------------------------------------------------------------------------------
+
+    def set_agents(self, agents: Sequence[Agent]) -> None:
+        """The watched roster: adds info for new agents and drops every series of departed ones."""
+        current = {a.id: a for a in agents}
+        known = self._agents.keys() | self._presence.keys() | self._routing.keys()
+        for agent_id in [a for a in known if a not in current]:
+            self._uncount(agent_id)
+            self._presence.pop(agent_id, None)
+            self._routing.pop(agent_id, None)
+            for since in self._since.values():
+                since.pop(agent_id, None)
+            for table in self._lines.values():
+                table.pop(agent_id, None)
+        for agent in agents:
+            old = self._agents.get(agent.id)
+            if old is not None and old != agent:
+                self._uncount(agent.id)
+            self._agents[agent.id] = agent
+            if old != agent:
+                self._count(agent.id)
+                if self.per_agent:
+                    self._lines["info"][agent.id] = (
+                        f'genesys_agent_info{{agent_id="{agent.id}",agent_name="{escape(agent.name)}",'
+                        f'division="{escape(agent.division_name)}",'
+                        f'department="{escape(agent.department)}"}} 1\n'
+                    )
+        self._agents = {a: self._agents[a] for a in current}
+
+    def set_state(self, agent_id: str, kind: Kind, value: str, since_ms: int) -> int | None:
+        """The agent's current presence or routing status and since when; returns since when the
+        previous one had lasted (None if there was none)."""
+        self._uncount(agent_id)
+        since = self._since[kind]
+        previous_since = since.get(agent_id)
+        since[agent_id] = since_ms
+        if kind is Kind.PRESENCE:
+            self._presence[agent_id] = value
+        else:
+            self._routing[agent_id] = value
+        self._count(agent_id)
+        if not self.per_agent:
+            return previous_since
+        seconds = f"{since_ms / 1000:.3f}"
+        if kind is Kind.PRESENCE:
+            self._lines["presence"][agent_id] = (
+                f'genesys_agent_presence{{agent_id="{agent_id}",presence="{value}"}} 1\n'
+            )
+            self._lines["presence_ts"][agent_id] = (
+                f'genesys_agent_presence_changed_timestamp_seconds{{agent_id="{agent_id}"}} {seconds}\n'
+            )
+        else:
+            self._lines["routing"][agent_id] = (
+                f'genesys_agent_routing_status{{agent_id="{agent_id}",routing_status="{value}"}} 1\n'
+            )
+            self._lines["routing_ts"][agent_id] = (
+                f'genesys_agent_routing_status_changed_timestamp_seconds{{agent_id="{agent_id}"}} {seconds}\n'
+            )
+        return previous_since
+
+    def _key(self, agent_id: str) -> tuple[str, str] | None:
+        presence = self._presence.get(agent_id)
+        routing = self._routing.get(agent_id)
+        if presence is None and routing is None:
+            return None
+        return presence or "UNKNOWN", routing or "UNKNOWN"
+
+    def _count(self, agent_id: str) -> None:
+        key = self._key(agent_id)
+        agent = self._agents.get(agent_id)
+        if key is None or agent is None:
+            return
+        self._counts[(*key, agent.division_name if self.by_division else "")] += 1
+        if self.by_queue:
+            for queue in agent.queue_ids:
+                self._queue_counts[(*key, queue)] += 1
+
+    def _uncount(self, agent_id: str) -> None:
+        key = self._key(agent_id)
+        agent = self._agents.get(agent_id)
+        if key is None or agent is None:
+            return
+        division_key = (*key, agent.division_name if self.by_division else "")
+        self._counts[division_key] -= 1
+        if self._counts[division_key] <= 0:
+            del self._counts[division_key]
+        if self.by_queue:
+            for queue in agent.queue_ids:
+                queue_key = (*key, queue)
+                self._queue_counts[queue_key] -= 1
+                if self._queue_counts[queue_key] <= 0:
+                    del self._queue_counts[queue_key]
+
+    # --- rendering -------------------------------------------------------------------------------
+
+    def render(self) -> str:
+        division = ',division="{}"' if self.by_division else ""
+        parts = [
+            _family(
+                "genesys_agents",
+                "gauge",
+                "Watched agents per presence and routing status (UNKNOWN until first seen).",
+                (
+                    f'genesys_agents{{presence="{p}",routing_status="{r}"'
+                    + (division.format(escape(d)) if division else "")
+                    + f"}} {n}\n"
+                    for (p, r, d), n in sorted(self._counts.items())
+                ),
+            ),
+            _family(
+                "genesys_agents_watched",
+                "gauge",
+                "Agents in the watched roster.",
+                [f"genesys_agents_watched {len(self._agents)}\n"],
+            ),
+        ]
+        if self.by_queue:
+            parts.append(
+                _family(
+                    "genesys_queue_agents",
+                    "gauge",
+                    "Watched members of each queue per presence and routing status.",
+                    (
+                        f'genesys_queue_agents{{queue_id="{q}",presence="{p}",routing_status="{r}"}} {n}\n'
+                        for (p, r, q), n in sorted(self._queue_counts.items())
+                    ),
+                )
+            )
+        if self.per_agent:
+            lines = self._lines
+            parts += [
+                _family(
+                    "genesys_agent_presence",
+                    "gauge",
+                    "1 for the agent's current system presence (other presences are not exported).",
+                    lines["presence"].values(),
+                ),
+                _family(
+                    "genesys_agent_presence_changed_timestamp_seconds",
+                    "gauge",
+                    "Unix time at which the agent's current presence began (event time).",
+                    lines["presence_ts"].values(),
+                ),
+                _family(
+                    "genesys_agent_routing_status",
+                    "gauge",
+                    "1 for the agent's current routing status (other statuses are not exported).",
+                    lines["routing"].values(),
+                ),
+                _family(
+                    "genesys_agent_routing_status_changed_timestamp_seconds",
+                    "gauge",
+                    "Unix time at which the agent's current routing status began (event time).",
+                    lines["routing_ts"].values(),
+                ),
+                _family(
+                    "genesys_agent_info",
+                    "gauge",
+                    "Agent attributes, for joins on agent_id; always 1.",
+                    lines["info"].values(),
+                ),
+            ]
+        return "".join(parts)
+
+
+class Metrics:
+    """All metrics of one daemon, on one registry."""
+
+    def __init__(
+        self,
+        *,
+        per_agent: bool = True,
+        by: Sequence[str] = (),
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        # A `_created` series per counter and histogram doubles their series for nothing.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.agents = AgentMetrics(
+            per_agent=per_agent, by_division="division" in by, by_queue="queue" in by
+        )
+        r = self.registry
+        self.build_info = Gauge(
+            "monitor_build_info", "Version of the monitor; always 1.", ["version"], registry=r
+        )
+        self.build_info.labels(__version__).set(1)
+        self.transitions = Counter(
+            "genesys_transitions_total",
+            "Transitions recorded, by kind and source (live, snapshot, backfill).",
+            ["kind", "source"],
+            registry=r,
+        )
+        self.status_duration = Histogram(
+            "genesys_status_duration_seconds",
+            "Completed stretches in one presence or routing status, by kind and status.",
+            ["kind", "status"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.frames = Counter(
+            "monitor_frames_received_total",
+            "Websocket frames received, by what they held.",
+            ["frame"],
+            registry=r,
+        )
+        self.updates_dropped = Counter(
+            "monitor_updates_dropped_total",
+            "Updates that changed nothing: duplicates, and stale (older than what is known).",
+            ["reason"],
+            registry=r,
+        )
+        self.event_lag = Histogram(
+            "monitor_event_lag_seconds",
+            "Time from a live event (its own timestamp) to its arrival.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.channel_up = Gauge(
+            "monitor_channel_up",
+            "1 when the channel slot's socket is connected, subscribed and reconciled.",
+            ["client", "slot"],
+            registry=r,
+        )
+        self.channel_last_frame = Gauge(
+            "monitor_channel_last_frame_timestamp_seconds",
+            "Unix time of the last frame (event, heartbeat or pong) on the channel slot.",
+            ["client", "slot"],
+            registry=r,
+        )
+        self.topics_subscribed = Gauge(
+            "monitor_topics_subscribed", "Topics subscribed over all channels.", registry=r
+        )
+        self.topics_rejected = Gauge(
+            "monitor_topics_rejected", "Topics Genesys refused to subscribe.", registry=r
+        )
+        self.reconnects = Counter(
+            "monitor_channel_reconnects_total",
+            "Sockets reopened after an unplanned loss.",
+            ["reason"],
+            registry=r,
+        )
+        self.rollovers = Counter(
+            "monitor_channel_rollovers_total",
+            "Planned replacements of a socket or channel (socket_closing, expiry, new token).",
+            ["reason"],
+            registry=r,
+        )
+        self.gaps = Counter(
+            "monitor_gaps_total", "Intervals in which a channel was not delivering.", registry=r
+        )
+        self.gap_seconds = Counter(
+            "monitor_gap_seconds_total", "Total length of the recorded gaps.", registry=r
+        )
+        self.snapshots = Counter(
+            "monitor_snapshots_total", "Snapshots read to reconcile after a gap.", registry=r
+        )
+        self.api_requests = Counter(
+            "monitor_api_requests_total", "Genesys REST requests, by route.", ["route"], registry=r
+        )
+        self.api_errors = Counter(
+            "monitor_api_errors_total",
+            "Genesys REST requests that failed, by route and HTTP status (0: network).",
+            ["route", "status"],
+            registry=r,
+        )
+        self.api_rate_limited = Counter(
+            "monitor_api_rate_limited_total", "429 answers from Genesys.", registry=r
+        )
+        self.api_latency = Histogram(
+            "monitor_api_request_duration_seconds",
+            "Genesys REST request durations.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.token_expiry = Gauge(
+            "monitor_token_expiry_timestamp_seconds",
+            "Unix time at which the OAuth client's current token expires.",
+            ["client"],
+            registry=r,
+        )
+        self.writer_queue = Gauge(
+            "monitor_writer_queue_depth", "Transitions waiting to be written.", registry=r
+        )
+        self.write_batches = Histogram(
+            "monitor_db_write_batch_duration_seconds",
+            "Time to commit one batch of transitions.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+            registry=r,
+        )
+        self.rows_written = Counter(
+            "monitor_transitions_written_total",
+            "Transitions committed to the database.",
+            registry=r,
+        )
+        self.agents_unwatched = Gauge(
+            "monitor_agents_unwatched",
+            "Selected agents that do not fit in the configured OAuth clients' channels.",
+            registry=r,
+        )
+        self.clients_needed = Gauge(
+            "monitor_oauth_clients_needed",
+            "OAuth clients needed to watch every selected agent.",
+            registry=r,
+        )
+        self.ready = Gauge(
+            "monitor_ready", "1 once every channel is subscribed and reconciled.", registry=r
+        )
+
+    # --- agent state -----------------------------------------------------------------------------
+
+    def load_states(self, states: Mapping[tuple[str, Kind], StatusState]) -> None:
+        """State restored from the database at start, so time in status survives a restart."""
+        for (agent_id, kind), state in states.items():
+            self.agents.set_state(agent_id, kind, state.value, state.since_ms)
+
+    def on_transition(self, transition: Transition) -> None:
+        """A transition was recorded: move the agent's state and count it."""
+        t = transition
+        self.transitions.labels(t.kind.value, t.source.value).inc()
+        if t.late:
+            return  # history, not the current state
+        previous_since = self.agents.set_state(t.agent_id, t.kind, t.to_value, t.event_ms)
+        if t.from_value is not None and previous_since is not None:
+            seconds = (t.event_ms - previous_since) / 1000
+            if seconds >= 0:
+                self.status_duration.labels(t.kind.value, t.from_value).observe(seconds)
+
+    # --- exposition ------------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry) + self.agents.render().encode()

@@ -1,0 +1,153 @@
+"""Snapshots: read the current presence and routing status of agents over REST and record what
+differs as transitions with source `snapshot`.
+
+Genesys keeps no backlog for a channel that was not delivering (GENESYS.md 7), so after every
+(re)subscription the agents of that channel are read again. Requests from channels that come up
+together (a cold start, a maintenance window closing every socket) are merged into one snapshot:
+reading the whole roster page by page costs far fewer calls than reading it channel by channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection, Sequence
+
+import structlog
+
+from monitor.clock import Clock
+from monitor.core.model import Source, Update
+from monitor.genesys.api import BULK_PRESENCE_BATCH, USERS_BY_ID_BATCH, GenesysApi
+from monitor.metrics import Metrics
+from monitor.recorder import Recorder
+
+log = structlog.get_logger(__name__)
+
+EXPAND = ("presence", "routingStatus")
+# Above this share of the roster, paging through every user is cheaper than asking by id.
+_PAGE_ALL_SHARE = 0.5
+
+
+class Reconciler:
+    """Merges snapshot requests and runs them; `reconcile()` returns once the agents are read."""
+
+    def __init__(
+        self,
+        apis: Sequence[GenesysApi],
+        recorder: Recorder,
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        page_size: int,
+        merge_window_s: float = 0.1,
+    ) -> None:
+        self._apis = apis
+        self._recorder = recorder
+        self._metrics = metrics
+        self._clock = clock
+        self._page_size = page_size
+        self._merge_window_s = merge_window_s
+        self._pending: set[str] = set()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._held = 0
+        self._released = asyncio.Event()
+        self._released.set()
+        self._wake = asyncio.Event()
+        self.roster_size = 0
+        self._next_api = 0
+
+    def hold(self) -> None:
+        """Collect requests without running them (while the first channels come up)."""
+        self._held += 1
+        self._released.clear()
+
+    def release(self) -> None:
+        self._held = max(0, self._held - 1)
+        if self._held == 0:
+            self._released.set()
+
+    async def reconcile(self, agent_ids: Collection[str]) -> None:
+        """Read these agents' state and record the differences; merged with concurrent requests.
+
+        Raises whatever the snapshot raised (ApiError, TransportError), so the caller can retry.
+        """
+        if not agent_ids:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.update(agent_ids)
+        self._waiters.append(future)
+        self._wake.set()
+        await future
+
+    async def run(self) -> None:
+        """Serve merged requests until cancelled."""
+        while True:
+            await self._wake.wait()
+            await self._released.wait()
+            # Requests arriving within the merge window join this snapshot.
+            await self._clock.sleep(self._merge_window_s)
+            self._wake.clear()
+            agents, self._pending = self._pending, set()
+            waiters, self._waiters = self._waiters, []
+            try:
+                await self.snapshot(agents)
+            except asyncio.CancelledError:
+                for waiter in waiters:
+                    waiter.cancel()
+                raise
+            except Exception as exc:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+            else:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    async def snapshot(self, agent_ids: Collection[str]) -> int:
+        """Read and record the state of `agent_ids` now; returns the transitions it made."""
+        wanted = set(agent_ids)
+        updates: list[Update] = []
+        missing_presence: list[str] = []
+        missing_routing: list[str] = []
+        if len(wanted) > USERS_BY_ID_BATCH and len(wanted) >= self.roster_size * _PAGE_ALL_SHARE:
+            everyone = await self._api().all_users(self._page_size, expand=EXPAND)
+            records = [user for user in everyone if user.agent.id in wanted]
+        else:
+            ordered = sorted(wanted)
+            batches = [
+                ordered[i : i + USERS_BY_ID_BATCH]
+                for i in range(0, len(ordered), USERS_BY_ID_BATCH)
+            ]
+            results = await asyncio.gather(
+                *(self._api().users_by_id(batch, expand=EXPAND) for batch in batches)
+            )
+            records = [user for result in results for user in result if user.agent.id in wanted]
+        seen = set()
+        for user in records:
+            seen.add(user.agent.id)
+            if user.presence is None:
+                missing_presence.append(user.agent.id)
+            else:
+                updates.append(user.presence)
+            if user.routing is None:
+                missing_routing.append(user.agent.id)
+            else:
+                updates.append(user.routing)
+        # Expands are best effort: fall back to the dedicated endpoints for what was left out.
+        gone = wanted - seen
+        if gone:
+            log.info("snapshot_users_missing", count=len(gone))
+        for i in range(0, len(missing_presence), BULK_PRESENCE_BATCH):
+            updates += await self._api().bulk_presences(
+                missing_presence[i : i + BULK_PRESENCE_BATCH]
+            )
+        for agent_id in missing_routing:
+            updates.append(await self._api().routing_status(agent_id))
+        self._metrics.snapshots.inc()
+        return await self._recorder.record(updates, Source.SNAPSHOT, self._clock.now_ms())
+
+    def _api(self) -> GenesysApi:
+        # Spreading snapshot calls over the OAuth clients spreads them over their budgets.
+        api = self._apis[self._next_api % len(self._apis)]
+        self._next_api += 1
+        return api

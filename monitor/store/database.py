@@ -1,0 +1,358 @@
+"""The SQLite connection: opening, settings, migrations, transactions, backups, closing.
+
+This module and sqlite.py are the only ones that import aiosqlite; every sqlite3/aiosqlite
+exception is translated into StoreError at their boundary.
+
+One connection does all the writing and the small reads. aiosqlite runs it on its own thread and
+executes calls in order, but a transaction made of several awaited calls could still be cut in two
+if the awaiting task were cancelled between them, leaving the connection inside an open
+transaction. So each transaction runs in a task of its own that callers await through
+`asyncio.shield`: a cancelled caller stops waiting, while the transaction still commits or rolls
+back as a whole, and `close()` waits for it. An asyncio.Lock (first come, first served) keeps
+transactions and reads on that connection from interleaving.
+
+Exports, backups and integrity checks read through short-lived read-only connections of their own:
+in WAL mode they see one consistent snapshot and never hold up the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import aiosqlite
+import structlog
+
+from monitor.errors import StoreError
+from monitor.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+# Page cache of the writing connection, in MiB. Measured with bench/bench_store.py on two million
+# transitions (a 300 MiB file: table 143 MiB, natural-key index 111 MiB, per-agent index 46 MiB):
+# inserts run as fast with 8 MiB as with 256 MiB, because they touch only the right edges of the
+# table and of the natural-key index and the current hour of the per-agent index. 64 MiB holds
+# those, the whole per-agent index and the upper levels of the natural-key index, for the reads.
+DEFAULT_CACHE_MIB = 64
+# Pages of WAL before an automatic checkpoint (SQLite's default is 1,000). A commit of a large
+# batch dirties hundreds of pages, and with the default nearly every such commit would pay for a
+# checkpoint and its fsyncs; checkpointing less often also copies each hot page back once for
+# many commits (bench_store.py, burst on two million rows: about 25,000 transitions/s with 1,000,
+# 33,000/s with 10,000). The WAL grows to about 40 MiB; journal_size_limit trims it afterwards.
+DEFAULT_WAL_AUTOCHECKPOINT = 10_000
+_JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    name = getattr(exc, "sqlite_errorname", None)
+    if name in {"SQLITE_NOTADB", "SQLITE_CORRUPT"}:
+        return f"{text}: the file is not a SQLite database or it is damaged"
+    if name == "SQLITE_BUSY":
+        return f"{text}: another connection holds the write lock"
+    return f"{text} ({name})" if name else text
+
+
+@contextlib.contextmanager
+def translate(what: str) -> Iterator[None]:
+    """Turn sqlite3 (and so aiosqlite) and file-system errors into StoreError."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"{what}: {_describe(exc)}") from exc
+
+
+async def scalar(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+    """The first column of the first row, or None."""
+    rows = list(await conn.execute_fetchall(sql, params))
+    return rows[0][0] if rows else None
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    # Some failures (a full disk during COMMIT) leave the transaction open and some end it;
+    # "no transaction is active" is the expected answer in the second case.
+    with contextlib.suppress(sqlite3.Error):
+        await conn.execute("ROLLBACK")
+
+
+class Database:
+    """One SQLite file with the monitor's schema. Open it with `await <class>.open(path)`."""
+
+    def __init__(self, path: Path, conn: aiosqlite.Connection, busy_timeout_ms: int) -> None:
+        self.path = path
+        self._conn: aiosqlite.Connection | None = conn
+        self._busy_timeout_ms = busy_timeout_ms
+        self._lock = asyncio.Lock()
+        self._inflight: set[asyncio.Task[Any]] = set()
+
+    # --- opening and closing ------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        cache_mib: int = DEFAULT_CACHE_MIB,
+        busy_timeout_ms: int = 5000,
+        wal_autocheckpoint: int = DEFAULT_WAL_AUTOCHECKPOINT,
+    ) -> Self:
+        """Open (creating the file and its folder if needed) and migrate the database."""
+        path = Path(path)
+        with translate(f"cannot create the folder of {path}"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise StoreError(f"cannot open {path}: it is a folder, not a database file")
+        with translate(f"cannot open {path}"):
+            conn = await aiosqlite.connect(
+                path, isolation_level=None, timeout=busy_timeout_ms / 1000
+            )
+        database = cls(path, conn, busy_timeout_ms)
+        try:
+            await database._configure(cache_mib, wal_autocheckpoint)
+            await database._migrate()
+            await database._load()
+        except BaseException:
+            database._detach()
+            with contextlib.suppress(sqlite3.Error):
+                await conn.close()
+            raise
+        return database
+
+    async def _configure(self, cache_mib: int, wal_autocheckpoint: int) -> None:
+        conn = self._open_conn()
+        with translate(f"cannot open {self.path}"):
+            await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            # The first statement that reads the file: a file that is not SQLite fails here.
+            mode = await scalar(conn, "PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            await conn.execute(f"PRAGMA cache_size = -{int(cache_mib) * 1024}")
+            await conn.execute(f"PRAGMA wal_autocheckpoint = {int(wal_autocheckpoint)}")
+            await conn.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
+        if str(mode).lower() != "wal":
+            raise StoreError(
+                f"cannot open {self.path}: SQLite refused WAL mode (journal_mode is {mode}); "
+                "the database must be on a local file system"
+            )
+
+    async def _migrate(self) -> None:
+        conn = self._open_conn()
+        with translate(f"cannot open {self.path}"):
+            version = await scalar(conn, "PRAGMA user_version")
+            application = await scalar(conn, "PRAGMA application_id")
+        if application not in (0, APPLICATION_ID):
+            raise StoreError(
+                f"cannot open {self.path}: it belongs to another application "
+                f"(application_id {application:#x})"
+            )
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"cannot open {self.path}: its schema version {version} is newer than this "
+                f"monitor's ({SCHEMA_VERSION}); upgrade the monitor or open an older backup"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            await self._transaction(
+                f"cannot migrate {self.path} to schema version {target}",
+                self._migration_to(target),
+            )
+
+    def _migration_to(self, target: int) -> Callable[[aiosqlite.Connection], Awaitable[None]]:
+        async def migrate(conn: aiosqlite.Connection) -> None:
+            # Read again under the write lock: another process may have migrated meanwhile.
+            version = await scalar(conn, "PRAGMA user_version")
+            if version >= target:
+                return
+            if version == 0 and await scalar(conn, "SELECT count(*) FROM sqlite_schema"):
+                raise StoreError(
+                    f"cannot open {self.path}: it holds tables but no schema version; "
+                    "it is not a monitor database"
+                )
+            for statement in MIGRATIONS[target - 1]:
+                await conn.execute(statement)
+            # In the same transaction as the statements: both land, or neither.
+            await conn.execute(f"PRAGMA user_version = {int(target)}")
+            log.info("store.migrated", path=str(self.path), version=target)
+
+        return migrate
+
+    async def _load(self) -> None:
+        """Read what the subclass keeps in memory; runs once, after migrating."""
+
+    async def close(self) -> None:
+        """Wait for a transaction in progress, run PRAGMA optimize and close. Idempotent."""
+        if self._conn is None:
+            return
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        async with self._lock:
+            conn = self._detach()
+            if conn is None:  # closed by a concurrent close() while this one waited
+                return
+            try:
+                # SQLite's advice: a bounded analysis, so that closing stays quick on big tables.
+                await conn.execute("PRAGMA analysis_limit = 400")
+                await conn.execute("PRAGMA optimize")
+            except sqlite3.Error as exc:
+                log.warning("store.optimize_failed", path=str(self.path), error=str(exc))
+            finally:
+                with translate(f"cannot close {self.path}"):
+                    await conn.close()
+
+    def _detach(self) -> aiosqlite.Connection | None:
+        conn, self._conn = self._conn, None
+        return conn
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- running statements -------------------------------------------------------------------
+
+    def _open_conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StoreError(f"the store {self.path} is closed")
+        return self._conn
+
+    async def _transaction(
+        self,
+        what: str,
+        body: Callable[[aiosqlite.Connection], Awaitable[T]],
+        committed: Callable[[T], None] | None = None,
+    ) -> T:
+        """Run `body` in one BEGIN IMMEDIATE transaction; `committed` runs only after COMMIT.
+
+        The transaction is a task of its own, so cancelling the caller never leaves it half done
+        (see the module docstring); `committed` runs in that task for the same reason.
+        """
+        self._open_conn()
+        task = asyncio.ensure_future(self._run_transaction(what, body, committed))
+        self._inflight.add(task)
+        task.add_done_callback(self._settled)
+        return await asyncio.shield(task)
+
+    def _settled(self, task: asyncio.Task[Any]) -> None:
+        self._inflight.discard(task)
+        # Marks the outcome as seen even when the caller was cancelled and no longer awaits it.
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("store.transaction_failed", error=str(task.exception()))
+
+    async def _run_transaction(
+        self,
+        what: str,
+        body: Callable[[aiosqlite.Connection], Awaitable[T]],
+        committed: Callable[[T], None] | None,
+    ) -> T:
+        async with self._lock:
+            conn = self._open_conn()
+            with translate(what):
+                # IMMEDIATE takes the write lock up front: a deferred transaction that reads
+                # first can hit SQLITE_BUSY on its first write, which busy_timeout cannot cure.
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = await body(conn)
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    await _rollback(conn)
+                    raise
+            if committed is not None:
+                committed(result)
+            return result
+
+    async def _read(self, what: str, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run `body` on the main connection, between transactions."""
+        async with self._lock:
+            conn = self._open_conn()
+            with translate(what):
+                return await body(conn)
+
+    async def _fetch(self, what: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async def body(conn: aiosqlite.Connection) -> list[Any]:
+            return list(await conn.execute_fetchall(sql, params))
+
+        return await self._read(what, body)
+
+    @contextlib.asynccontextmanager
+    async def _reader(self, path: Path | None = None) -> AsyncIterator[aiosqlite.Connection]:
+        """A read-only connection of its own (to this database, or to `path`)."""
+        self._open_conn()
+        target = (path or self.path).absolute()
+        with translate(f"cannot read {target}"):
+            conn = await aiosqlite.connect(
+                f"{target.as_uri()}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                timeout=self._busy_timeout_ms / 1000,
+            )
+        try:
+            yield conn
+        finally:
+            with translate(f"cannot close {target}"):
+                await conn.close()
+
+    # --- backups and checks -------------------------------------------------------------------
+
+    async def version(self) -> int:
+        """The schema version of the database (PRAGMA user_version)."""
+
+        async def body(conn: aiosqlite.Connection) -> int:
+            return int(await scalar(conn, "PRAGMA user_version"))
+
+        return await self._read(f"cannot read the schema version of {self.path}", body)
+
+    async def backup(self, path: str | Path) -> None:
+        """Write a consistent, compacted copy to `path` (VACUUM INTO) and check it.
+
+        Refuses to overwrite an existing file. The copy is made through a read-only connection,
+        so writes go on meanwhile; a copy that fails its integrity check is deleted.
+        """
+        target = Path(path)
+        _prepare_new_file(target)
+        try:
+            async with self._reader() as conn:
+                with translate(f"cannot back up to {target}"):
+                    await conn.execute("VACUUM INTO ?", (str(target),))
+            result = await self._integrity(target)
+        except BaseException:
+            _remove(target)
+            raise
+        if result != "ok":
+            _remove(target)
+            raise StoreError(f"the backup {target} failed its integrity check: {result}")
+        log.info("store.backed_up", path=str(target))
+
+    async def integrity_check(self) -> str:
+        """PRAGMA integrity_check: "ok", or the problems found, one per line."""
+        return await self._integrity(None)
+
+    async def _integrity(self, path: Path | None) -> str:
+        async with self._reader(path) as conn:
+            with translate(f"cannot check {path or self.path}"):
+                rows = await conn.execute_fetchall("PRAGMA integrity_check")
+        return "\n".join(str(row[0]) for row in rows)
+
+
+def _prepare_new_file(target: Path) -> None:
+    """Refuse an existing `target` and create its folder."""
+    if target.exists():
+        raise StoreError(f"cannot back up to {target}: the file exists already")
+    with translate(f"cannot create the folder of {target}"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _remove(target: Path) -> None:
+    with contextlib.suppress(OSError):
+        target.unlink(missing_ok=True)

@@ -1,0 +1,152 @@
+"""The SQL that the store runs on the schema of schema.py, kept apart from the code that runs it."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Iterator, Sequence
+from typing import Final
+
+# Ordering of the transitions of one agent and kind, newest first: the latest event wins, and a
+# tie on event time goes to the larger (value, definition id), as in core.tracker, so the store
+# and the tracker agree on the current state. rows.transition_rows and UPSERT_STATES_CONFLICT use
+# the same order. Late transitions never count (the tracker marks them: they are history only).
+NEWEST_FIRST: Final = "event_ms DESC, to_value DESC, definition_id DESC"
+
+# Batches are inserted with multi-row VALUES statements rather than executemany. sqlite3 releases
+# the GIL around each sqlite3_step and must take it back afterwards: with executemany that is once
+# per row, and while the event loop's thread is busy each retake can wait up to the interpreter's
+# switch interval (5 ms). One statement per chunk of rows retakes it once per chunk, and binding
+# a chunk in one call is also cheaper than row by row. Chunk sizes come from a fixed set so that
+# sqlite3's statement cache holds every statement text we use.
+_CHUNKS: Final = (1024, 256, 64, 16, 4, 1)
+
+INSERT_TRANSITIONS: Final = """
+    INSERT INTO transitions
+        (agent, kind, from_value, to_value, definition_id, event_ms, seen_ms, source, late)
+    VALUES
+"""
+# A replay changes nothing, except that a change first recorded as late and then heard as current
+# is current: rebuild_current_state must be able to find it.
+INSERT_TRANSITIONS_CONFLICT: Final = """
+    ON CONFLICT (event_ms, agent, kind, to_value, definition_id) DO UPDATE SET late = 0
+    WHERE transitions.late = 1 AND excluded.late = 0
+"""
+
+UPSERT_STATES: Final = """
+    INSERT INTO current_state (agent, kind, value, definition_id, since_ms, watermark_ms)
+    VALUES
+"""
+
+# A state replaces the stored one only if it is newer in the same order that
+# rebuild_current_state uses, so batches may commit in any order.
+UPSERT_STATES_CONFLICT: Final = """
+    ON CONFLICT (agent, kind) DO UPDATE SET
+        value = excluded.value,
+        definition_id = excluded.definition_id,
+        since_ms = excluded.since_ms,
+        watermark_ms = max(current_state.watermark_ms, excluded.watermark_ms)
+    WHERE (excluded.since_ms, excluded.value, excluded.definition_id)
+        > (current_state.since_ms, current_state.value, current_state.definition_id)
+"""
+
+
+@functools.lru_cache(maxsize=64)
+def _values_statement(head: str, width: int, rows: int, tail: str) -> str:
+    row = "(" + ", ".join("?" * width) + ")"
+    return f"{head} {', '.join([row] * rows)} {tail}"
+
+
+def multi_row(
+    head: str, rows: Sequence[Sequence[object]], tail: str = ""
+) -> Iterator[tuple[str, list[object]]]:
+    """(statement, parameters) pairs that insert `rows` with `head` VALUES (...), ... `tail`."""
+    if not rows:
+        return
+    width = len(rows[0])
+    start = 0
+    for size in _CHUNKS:
+        while len(rows) - start >= size:
+            part = rows[start : start + size]
+            yield _values_statement(head, width, size, tail), list(itertools.chain(*part))
+            start += size
+
+
+REBUILD_STATE: Final = f"""
+    INSERT INTO current_state (agent, kind, value, definition_id, since_ms, watermark_ms)
+    SELECT agent, kind, to_value, definition_id, event_ms, event_ms
+    FROM (
+        SELECT agent, kind, to_value, definition_id, event_ms,
+            row_number() OVER (PARTITION BY agent, kind ORDER BY {NEWEST_FIRST}) AS rank
+        FROM transitions
+        WHERE NOT late
+    )
+    WHERE rank = 1
+"""
+
+UPSERT_AGENT = """
+    INSERT INTO agents (id, name, email, division_id, division_name, department, manager_id,
+        queue_ids, state, synced_ms)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (id) DO UPDATE SET
+        name = excluded.name,
+        email = excluded.email,
+        division_id = excluded.division_id,
+        division_name = excluded.division_name,
+        department = excluded.department,
+        manager_id = excluded.manager_id,
+        queue_ids = excluded.queue_ids,
+        state = excluded.state,
+        synced_ms = excluded.synced_ms
+"""
+
+AGENT_KEYS = "SELECT id, key FROM agents WHERE id IN (SELECT value FROM json_each(?))"
+
+# Old transitions go, except each one that current_state still describes: the state an agent is
+# in may have begun long ago, and rebuild_current_state must still find it. A chunk's ids are
+# selected first and then deleted by id in the same transaction: a single
+# "DELETE ... WHERE id IN (SELECT ...)" lets the planner scan the whole table when the statistics
+# that PRAGMA optimize gathered date from when the table was small.
+PRUNABLE_TRANSITIONS = """
+    SELECT t.id FROM transitions AS t
+    WHERE t.event_ms < ?
+        AND NOT EXISTS (
+            SELECT 1 FROM current_state AS c
+            WHERE c.agent = t.agent AND c.kind = t.kind AND c.since_ms = t.event_ms
+                AND c.value = t.to_value AND c.definition_id = t.definition_id
+        )
+    ORDER BY t.event_ms
+    LIMIT ?
+"""
+DELETE_TRANSITION = "DELETE FROM transitions WHERE id = ?"
+
+PRUNABLE_GAPS = "SELECT id FROM gaps WHERE end_ms < ? ORDER BY end_ms LIMIT ?"
+DELETE_GAP = "DELETE FROM gaps WHERE id = ?"
+
+# Times are formatted by SQLite, several times faster than in Python, and exact: SQLite holds a
+# time as integer milliseconds and rounds ms / 1000.0 back to the same millisecond for any time
+# up to the year 9999 (tests/test_store.py compares it with core.timefmt).
+_ISO = "strftime('%Y-%m-%dT%H:%M:%fZ', {} / 1000.0, 'unixepoch')"
+
+_EXPORT_COLUMNS = f"""
+    SELECT a.id, t.kind, t.from_value, t.to_value, t.definition_id,
+        {_ISO.format("t.event_ms")}, {_ISO.format("t.seen_ms")}, t.source
+    FROM transitions AS t JOIN agents AS a ON a.key = t.agent
+"""
+
+EXPORT_ALL = f"""
+    {_EXPORT_COLUMNS}
+    WHERE t.event_ms >= ? AND t.event_ms < ?
+    ORDER BY t.event_ms
+"""
+
+# Through transitions_agent_hour: one index seek per hour of the range. The expression must be
+# written exactly as in the index. Ordering by (hour, event_ms) is the same as by event_ms alone,
+# and it is the index's own order, so SQLite streams the rows without sorting them.
+EXPORT_AGENT = f"""
+    WITH RECURSIVE hours (hour) AS (SELECT ? UNION ALL SELECT hour + 1 FROM hours WHERE hour < ?)
+    {_EXPORT_COLUMNS}
+    WHERE t.event_ms / 3600000 IN (SELECT hour FROM hours) AND t.agent = ?
+        AND t.event_ms >= ? AND t.event_ms < ?
+    ORDER BY t.event_ms / 3600000, t.event_ms
+"""

@@ -1,0 +1,220 @@
+"""Conversions between the model's values and the store's rows, and the checks on the way in.
+
+Checking a transition before it is queued or written keeps one bad value from failing a whole
+batch at commit time, where it would be retried over and over and hold everything behind it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
+
+from monitor.core.model import Agent, Gap, Kind, Source, StatusState, Transition
+
+# SQLite integers are signed 64-bit.
+_MAX_MS = 2**63 - 1
+
+# One exported transition; times are ISO-8601 UTC with milliseconds. "from" is a Python keyword,
+# hence the functional form.
+ExportRow = TypedDict(
+    "ExportRow",
+    {
+        "agent_id": str,
+        "kind": str,
+        "from": str | None,
+        "to": str,
+        "presence_definition_id": str | None,
+        "event_time": str,
+        "seen_time": str,
+        "source": str,
+    },
+)
+
+EXPORT_COLUMNS = (
+    "agent_id",
+    "kind",
+    "from",
+    "to",
+    "presence_definition_id",
+    "event_time",
+    "seen_time",
+    "source",
+)
+
+
+def _check_ms(name: str, value: object) -> None:
+    if type(value) is not int or not 0 <= value <= _MAX_MS:
+        raise ValueError(
+            f"{name} must be a non-negative integer of epoch milliseconds, not {value!r}"
+        )
+
+
+def _check_text(name: str, value: object, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string, not {value!r}")
+
+
+def check_transition(transition: object) -> Transition:
+    """Return `transition` if it can be stored; raise ValueError naming the bad field otherwise."""
+    if not isinstance(transition, Transition):
+        raise ValueError(f"expected a Transition, not {type(transition).__name__}")
+    _check_text("agent_id", transition.agent_id)
+    if not isinstance(transition.kind, Kind):
+        raise ValueError(f"kind must be a Kind, not {transition.kind!r}")
+    if not isinstance(transition.source, Source):
+        raise ValueError(f"source must be a Source, not {transition.source!r}")
+    _check_text("from_value", transition.from_value, optional=True)
+    _check_text("to_value", transition.to_value)
+    _check_text("definition_id", transition.definition_id, optional=True)
+    _check_ms("event_ms", transition.event_ms)
+    _check_ms("seen_ms", transition.seen_ms)
+    if not isinstance(transition.late, bool):
+        raise ValueError(f"late must be a bool, not {transition.late!r}")
+    return transition
+
+
+def check_transitions(transitions: Sequence[object]) -> list[Transition]:
+    """Check every transition of a batch, naming the position of the first bad one."""
+    checked: list[Transition] = []
+    for position, transition in enumerate(transitions):
+        try:
+            checked.append(check_transition(transition))
+        except ValueError as exc:
+            raise ValueError(f"transition {position}: {exc}") from None
+    return checked
+
+
+def check_gap(gap: object) -> Gap:
+    """Return `gap` if it can be stored; raise ValueError otherwise."""
+    if not isinstance(gap, Gap):
+        raise ValueError(f"expected a Gap, not {type(gap).__name__}")
+    _check_text("channel_id", gap.channel_id)
+    _check_ms("start_ms", gap.start_ms)
+    _check_ms("end_ms", gap.end_ms)
+    if gap.end_ms < gap.start_ms:
+        raise ValueError(f"gap ends ({gap.end_ms}) before it starts ({gap.start_ms})")
+    if not isinstance(gap.reason, str):
+        raise ValueError(f"reason must be a string, not {gap.reason!r}")
+    return gap
+
+
+def check_agent(agent: object) -> Agent:
+    """Return `agent` if it can be stored; raise ValueError otherwise."""
+    if not isinstance(agent, Agent):
+        raise ValueError(f"expected an Agent, not {type(agent).__name__}")
+    _check_text("id", agent.id)
+    for name in ("name", "email", "division_id", "division_name", "department", "manager_id"):
+        if not isinstance(getattr(agent, name), str):
+            raise ValueError(f"agent {agent.id}: {name} must be a string")
+    _check_text("state", agent.state)
+    if not all(isinstance(queue, str) for queue in agent.queue_ids):
+        raise ValueError(f"agent {agent.id}: queue_ids must be strings")
+    return agent
+
+
+# The text that an enum member is stored as. Binding the str enum itself works too, but sqlite3
+# then looks for an adapter on every row, which costs more than the rest of the row together.
+_TEXT: dict[Kind | Source, str] = {member: member.value for member in (*Kind, *Source)}
+
+TransitionRow = tuple[int, str, str | None, str, str, int, int, str, int]
+StateRow = tuple[int, str, str, str, int, int]
+
+
+def transition_rows(
+    batch: Sequence[Transition], keys: Mapping[str, int]
+) -> tuple[list[TransitionRow], list[StateRow]]:
+    """The transitions rows of a checked batch, and the current_state row of each agent and kind
+    for its newest transition in the batch (in the order of queries.NEWEST_FIRST; late
+    transitions are history only and never become a current state)."""
+    rows: list[TransitionRow] = []
+    newest: dict[tuple[int, str], tuple[int, str, str]] = {}
+    for t in batch:
+        key = keys[t.agent_id]
+        kind = _TEXT[t.kind]
+        definition = t.definition_id or ""
+        late = 1 if t.late else 0
+        rows.append(
+            (
+                key,
+                kind,
+                t.from_value,
+                t.to_value,
+                definition,
+                t.event_ms,
+                t.seen_ms,
+                _TEXT[t.source],
+                late,
+            )
+        )
+        if late:
+            continue
+        order = (t.event_ms, t.to_value, definition)
+        held = newest.get((key, kind))
+        if held is None or order > held:
+            newest[key, kind] = order
+    states: list[StateRow] = [
+        (key, kind, value, definition, event_ms, event_ms)
+        for (key, kind), (event_ms, value, definition) in newest.items()
+    ]
+    return rows, states
+
+
+def agent_row(agent: Agent, synced_ms: int) -> tuple[Any, ...]:
+    """The agents row of `agent` (without its key)."""
+    return (
+        agent.id,
+        agent.name,
+        agent.email,
+        agent.division_id,
+        agent.division_name,
+        agent.department,
+        agent.manager_id,
+        json.dumps(list(agent.queue_ids)),
+        agent.state,
+        synced_ms,
+    )
+
+
+def agent_from_row(row: Sequence[Any]) -> Agent:
+    """An Agent from (id, name, email, division_id, division_name, department, manager_id,
+    queue_ids, state)."""
+    queues = json.loads(row[7])
+    return Agent(
+        id=row[0],
+        name=row[1],
+        email=row[2],
+        division_id=row[3],
+        division_name=row[4],
+        department=row[5],
+        manager_id=row[6],
+        queue_ids=tuple(str(queue) for queue in queues),
+        state=row[8],
+    )
+
+
+def state_from_row(value: str, definition_id: str, since_ms: int, watermark_ms: int) -> StatusState:
+    """A StatusState from a current_state row."""
+    return StatusState(
+        value=value,
+        definition_id=definition_id or None,
+        since_ms=since_ms,
+        watermark_ms=watermark_ms,
+    )
+
+
+def export_row(row: Sequence[Any]) -> ExportRow:
+    """An export record from (agent id, kind, from, to, definition id, event time, seen time,
+    source), the times already in ISO-8601 form."""
+    return {
+        "agent_id": row[0],
+        "kind": row[1],
+        "from": row[2],
+        "to": row[3],
+        "presence_definition_id": row[4] or None,
+        "event_time": row[5],
+        "seen_time": row[6],
+        "source": row[7],
+    }

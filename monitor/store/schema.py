@@ -1,0 +1,127 @@
+"""The SQLite schema, as numbered migrations, and why it has the shape it has.
+
+`PRAGMA user_version` holds the number of the last migration applied. Each migration is a list of
+statements that the store runs in one `BEGIN IMMEDIATE` transaction together with the version
+bump, so a migration lands completely or not at all. Add a migration by appending to MIGRATIONS;
+never edit one that has shipped.
+
+Why the transitions table looks the way it does (the insert rate on a large table depends on it):
+
+- Agents are referred to by a small integer key, not by their Genesys id (a UUID). A UUID in an
+  index scatters inserts over the whole index, and every page touched by a commit is written to
+  the WAL and checkpointed again; integer keys keep the rows and indexes small.
+- The natural key (event time, agent, kind, to value, definition id) starts with the event time,
+  so inserts of live transitions append at the right edge of that index. The same index serves
+  exports and pruning by time.
+- The per-agent timeline index starts with the hour of the event (epoch ms // 3,600,000). An
+  index that starts with the agent has one insertion point per agent, so once the table is large
+  each commit rewrites about one index page per agent in the batch. Starting with the hour
+  confines the insertion points to the current hour's part of the index, a few dozen pages at a
+  contact centre's pace. Per-agent queries seek once per hour of their range (a year is 8,760
+  seeks, a few milliseconds).
+- `definition_id` is '' rather than NULL when there is none: NULLs are distinct in a UNIQUE index,
+  so a replayed routing transition would otherwise be inserted twice.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# 'GPMN' in ASCII: tells our databases apart from any other SQLite file that has a user_version.
+APPLICATION_ID: Final = 0x47504D4E
+
+HOUR_MS: Final = 3_600_000
+
+_V1: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE agents (
+        key INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL DEFAULT '',
+        email TEXT NOT NULL DEFAULT '',
+        division_id TEXT NOT NULL DEFAULT '',
+        division_name TEXT NOT NULL DEFAULT '',
+        department TEXT NOT NULL DEFAULT '',
+        manager_id TEXT NOT NULL DEFAULT '',
+        queue_ids TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(queue_ids)),
+        state TEXT NOT NULL DEFAULT 'unknown',
+        synced_ms INTEGER
+    )
+    """,
+    """
+    CREATE TABLE transitions (
+        id INTEGER PRIMARY KEY,
+        agent INTEGER NOT NULL REFERENCES agents (key),
+        kind TEXT NOT NULL CHECK (kind IN ('presence', 'routing')),
+        from_value TEXT,
+        to_value TEXT NOT NULL,
+        definition_id TEXT NOT NULL DEFAULT '',
+        event_ms INTEGER NOT NULL,
+        seen_ms INTEGER NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('live', 'snapshot', 'backfill')),
+        -- 1: arrived after a newer change; history only, never the current state.
+        late INTEGER NOT NULL DEFAULT 0 CHECK (late IN (0, 1))
+    )
+    """,
+    """
+    CREATE UNIQUE INDEX transitions_natural
+        ON transitions (event_ms, agent, kind, to_value, definition_id)
+    """,
+    # The hour is an expression rather than a generated column: SQLite 3.40 fails to
+    # VACUUM INTO from a read-only connection a table that has a generated column.
+    "CREATE INDEX transitions_agent_hour ON transitions (event_ms / 3600000, agent, event_ms)",
+    """
+    CREATE TABLE current_state (
+        agent INTEGER NOT NULL REFERENCES agents (key),
+        kind TEXT NOT NULL CHECK (kind IN ('presence', 'routing')),
+        value TEXT NOT NULL,
+        definition_id TEXT NOT NULL DEFAULT '',
+        since_ms INTEGER NOT NULL,
+        watermark_ms INTEGER NOT NULL,
+        PRIMARY KEY (agent, kind)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE gaps (
+        id INTEGER PRIMARY KEY,
+        channel_id TEXT NOT NULL,
+        start_ms INTEGER NOT NULL,
+        end_ms INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        CHECK (end_ms >= start_ms),
+        UNIQUE (channel_id, start_ms)
+    )
+    """,
+    "CREATE INDEX gaps_by_start ON gaps (start_ms)",
+    """
+    CREATE TABLE actions (
+        id INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        agent INTEGER NOT NULL REFERENCES agents (key),
+        from_value TEXT,
+        to_value TEXT NOT NULL,
+        dry_run INTEGER NOT NULL CHECK (dry_run IN (0, 1)),
+        outcome TEXT NOT NULL,
+        error TEXT,
+        request_id TEXT
+    )
+    """,
+    "CREATE INDEX actions_by_time ON actions (at_ms)",
+    """
+    CREATE TABLE schedule_runs (
+        schedule TEXT NOT NULL,
+        due_ms INTEGER NOT NULL,
+        run_ms INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (schedule, due_ms)
+    ) WITHOUT ROWID
+    """,
+    f"PRAGMA application_id = {APPLICATION_ID}",
+)
+
+# MIGRATIONS[k - 1] takes a database from user_version k - 1 to k.
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1,)
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -1,0 +1,56 @@
+"""The daemon's HTTP side: /metrics, /healthz and a landing page.
+
+/metrics renders from memory and never calls Genesys, so a scrape stays fast and works while
+Genesys is unreachable. /healthz answers whether the monitor is doing its job: 200 once every
+channel is subscribed and the first snapshot is read, 503 with a JSON reason before that or when
+a channel has been down longer than the configured threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from monitor import __version__
+from monitor.httpserver import HttpServer, Request, Response, Router
+from monitor.metrics import CONTENT_TYPE, Metrics
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    reasons: tuple[str, ...] = ()
+
+
+_LANDING = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Genesys presence monitor</title></head>
+<body><h1>Genesys presence monitor {version}</h1>
+<ul><li><a href="metrics">/metrics</a></li><li><a href="healthz">/healthz</a></li></ul>
+</body></html>
+"""
+
+
+class WebApp:
+    """Routes of the daemon's HTTP listener. Other parts add theirs with `router.add`."""
+
+    def __init__(self, metrics: Metrics, health: Callable[[], Health]) -> None:
+        self.metrics = metrics
+        self._health = health
+        self.router = Router()
+        self.router.add("GET", "/", self.landing)
+        self.router.add("GET", "/metrics", self.metrics_page)
+        self.router.add("GET", "/healthz", self.healthz)
+
+    async def landing(self, request: Request) -> Response:
+        return Response.text(_LANDING.format(version=__version__), content_type="text/html")
+
+    async def metrics_page(self, request: Request) -> Response:
+        return Response(200, self.metrics.render(), [("Content-Type", CONTENT_TYPE)])
+
+    async def healthz(self, request: Request) -> Response:
+        health = self._health()
+        body = {"status": "ok" if health.ok else "unavailable", "reasons": list(health.reasons)}
+        return Response.json(body, 200 if health.ok else 503)
+
+    def server(self, max_body: int) -> HttpServer:
+        return HttpServer(self.router, max_body=max_body, name="web")

@@ -1,0 +1,179 @@
+"""The daemon through the failures Genesys can throw at it, each over real sockets."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import httpx
+
+from monitor.core.model import Kind, Presence, RoutingStatus
+from monitor.core.timefmt import parse_iso_ms
+from monitor.sim.org import Org
+from tests.daemon import Running, running, sim_settings
+from tests.metrics_util import sample
+from tests.support import eventually
+
+
+def churn(org: Org, rng: random.Random, count: int) -> None:
+    """`count` random presence changes (with routing following On Queue)."""
+    agents = [a for a in org.agents if org.agents[a].state == "active"]
+    presences = [Presence.ON_QUEUE, Presence.AVAILABLE, Presence.BREAK, Presence.MEAL]
+    for _ in range(count):
+        agent = rng.choice(agents)
+        org.set_system_presence(agent, rng.choice(presences), cause="test")
+        if org.presence_of(org.agents[agent]) is Presence.ON_QUEUE and rng.random() < 0.5:
+            org.set_routing(agent, RoutingStatus.INTERACTING, cause="test")
+
+
+async def recorded_exactly_once(run: Running) -> None:
+    """Every change the org made is one row in the database, no more, no less."""
+    truth = {
+        (c.agent_id, c.kind.value, c.event_ms, c.value)
+        for c in run.sim.org.truth
+        if c.is_transition
+    }
+    rows = [
+        (r["agent_id"], r["kind"], r["event_time"], r["to"])
+        async for r in run.daemon.store.export(None, None, None)
+        if r["from"] is not None and r["from"] != r["to"]
+    ]
+    recorded = [(a, k, parse_iso_ms(t), v) for a, k, t, v in rows]
+    assert len(recorded) == len(set(recorded)), "a change was recorded twice"
+    assert set(recorded) == truth
+
+
+async def test_duplicated_reordered_and_malformed_frames(tmp_path: Path) -> None:
+    """Duplicates and reordering change nothing; malformed frames are counted, never fatal."""
+    async with running(tmp_path) as run:
+        run.sim.duplicate_frames(0.3)
+        run.sim.reorder_frames(0.3)
+        run.sim.malformed_frames(0.2)
+        churn(run.sim.org, random.Random(3), 200)
+        await run.converged()
+        await recorded_exactly_once(run)
+        m = run.daemon.metrics
+        assert sample(m, "monitor_frames_received_total", frame="invalid") > 0
+        assert sample(m, "monitor_updates_dropped_total", reason="duplicate") > 0
+
+
+async def test_silent_socket_is_pinged_then_replaced(tmp_path: Path) -> None:
+    """No heartbeat and no pong: the watchdog declares the socket dead and reconnects."""
+    async with running(
+        tmp_path,
+        MONITOR_CHANNELS__PING_AFTER_S="0.2",
+        MONITOR_CHANNELS__PONG_TIMEOUT_S="0.2",
+    ) as run:
+        m = run.daemon.metrics
+        run.sim.stop_heartbeats()
+        await eventually(
+            lambda: sample(m, "monitor_channel_reconnects_total", reason="dead") >= 1, within=10
+        )
+        run.sim.stop_heartbeats(False)
+        churn(run.sim.org, random.Random(4), 20)
+        await run.converged()
+
+
+async def test_revoked_token_kills_channels_and_the_daemon_recovers(tmp_path: Path) -> None:
+    """A revoked token takes its channels with it; a new token and new channels follow."""
+    async with running(tmp_path) as run:
+        before = {slot.channel_id for slot in run.daemon.pool.slots.values()}
+        run.sim.revoke_tokens()
+        churn(run.sim.org, random.Random(5), 30)
+        await eventually(
+            lambda: all(
+                s.up and s.channel_id not in before for s in run.daemon.pool.slots.values()
+            ),
+            within=10,
+        )
+        await run.converged()
+
+
+async def test_channel_expiry_rolls_over_to_a_new_channel_first(tmp_path: Path) -> None:
+    """Before a channel expires a new one is made, subscribed and reconciled; no gap."""
+    async with running(
+        tmp_path,
+        sim_settings(channel_ttl_s=3, subscribe_extends_expiry=False),
+        MONITOR_CHANNELS__ROLLOVER_BEFORE_EXPIRY_S="2",
+    ) as run:
+        m = run.daemon.metrics
+        first = {slot.channel_id for slot in run.daemon.pool.slots.values()}
+        await eventually(
+            lambda: sample(m, "monitor_channel_rollovers_total", reason="expiry") >= 1, within=10
+        )
+        assert {slot.channel_id for slot in run.daemon.pool.slots.values()}.isdisjoint(first)
+        churn(run.sim.org, random.Random(6), 20)
+        await run.converged()
+        assert await run.daemon.store.gaps() == []
+
+
+async def test_token_refresh_rolls_channels_to_the_new_token(tmp_path: Path) -> None:
+    """A token about to expire is replaced, and channels move to the new token in time."""
+    async with running(
+        tmp_path,
+        sim_settings(token_lifetime_s=4),
+        MONITOR_CHANNELS__TOKEN_REFRESH_BEFORE_S="2",
+    ) as run:
+        m = run.daemon.metrics
+        await eventually(
+            lambda: sample(m, "monitor_channel_rollovers_total", reason="token") >= 2, within=15
+        )
+        churn(run.sim.org, random.Random(7), 20)
+        await run.converged()
+        assert await run.daemon.store.gaps() == []
+
+
+async def test_starts_through_a_429_storm_and_a_5xx_burst(tmp_path: Path) -> None:
+    """Start-up waits out Retry-After and retries 5xx; it becomes ready, nothing fails."""
+    # Simulated time runs 20 times faster, so the SDK's 3 s retry pauses take a blink.
+    async with running(tmp_path, sim_settings(time_factor=20), wait_ready=False) as run:
+        run.sim.rate_limit_storm(10.0, retry_after=5)
+        run.sim.server_errors(5)
+        await eventually(lambda: run.daemon.ready, within=20, message="ready")
+        m = run.daemon.metrics
+        assert sample(m, "monitor_api_rate_limited_total") >= 1
+        churn(run.sim.org, random.Random(8), 20)
+        await run.converged()
+
+
+async def test_healthz_reports_what_is_missing(tmp_path: Path) -> None:
+    """/healthz is 503 with reasons while a channel stays down too long, 200 when all is well."""
+    async with (
+        running(tmp_path, MONITOR_HEALTH__CHANNEL_DOWN_S="0.3") as run,
+        httpx.AsyncClient() as http,
+    ):
+        ok = await http.get(f"{run.url}/healthz")
+        assert (ok.status_code, ok.json()["status"]) == (200, "ok")
+        # Keep every reconnect failing: no channel can be checked or created.
+        run.sim.server_errors(10_000)
+        run.sim.drop_all_sockets()
+
+        async def unhealthy() -> bool:
+            response = await http.get(f"{run.url}/healthz")
+            return response.status_code == 503 and "down for" in response.text
+
+        await eventually(unhealthy, within=10)
+        run.sim.server_errors(0)
+        await eventually(lambda: run.daemon.ready and not run.daemon.health().reasons)
+        healthy = await http.get(f"{run.url}/healthz")
+        assert healthy.status_code == 200
+
+
+async def test_roster_changes_are_picked_up_without_restart(tmp_path: Path) -> None:
+    """Hired agents are subscribed and recorded; deactivated ones are dropped from metrics."""
+    async with running(tmp_path, MONITOR_ROSTER__REFRESH_S="0.2") as run:
+        hired = run.sim.hire(2)
+        leaver = next(iter(run.sim.org.agents))
+        run.sim.deactivate(leaver)
+        await eventually(
+            lambda: (
+                set(hired) <= run.daemon.pool.watched() and leaver not in run.daemon.pool.watched()
+            ),
+            within=10,
+        )
+        await eventually(lambda: all(s.up for s in run.daemon.pool.slots.values()))
+        run.sim.org.set_system_presence(hired[0], Presence.ON_QUEUE, cause="test")
+        await eventually(lambda: run.state(hired[0], Kind.ROUTING) == RoutingStatus.IDLE)
+        text = await run.metrics()
+        assert leaver not in text
+        assert hired[0] in text
