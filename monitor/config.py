@@ -70,6 +70,9 @@ class GenesysSettings:
     # One combined topic per agent (`v2.users.{id}?presence&routingStatus`) or two topics.
     topics: Literal["combined", "separate"] = "combined"
     users_page_size: int = 100
+    # Genesys refuses to page past this many results of one listing (pageNumber*pageSize).
+    users_result_cap: int = 10_000
+    search_page_size: int = 100
     requests_per_minute: int = 300  # per token, Genesys's documented limit
     request_timeout_s: float = 30.0
     max_retry_after_s: float = (
@@ -346,6 +349,8 @@ def _check(s: Settings) -> list[str]:
     _positive(
         problems,
         genesys__requests_per_minute=g.requests_per_minute,
+        genesys__users_result_cap=g.users_result_cap,
+        genesys__search_page_size=g.search_page_size,
         genesys__request_timeout_s=g.request_timeout_s,
         roster__refresh_s=s.roster.refresh_s,
         channels__ping_after_s=s.channels.ping_after_s,

@@ -92,18 +92,22 @@ async def _demo(args: argparse.Namespace, db: str) -> None:
             },
         )
         async with service.build(settings, clock=clock, seed=args.seed) as daemon:
-            print(
-                f"Simulated Genesys Cloud org: {args.agents} agents, time x{args.time_factor:g}\n"
-                f"  simulator API:   {sim.api_url}  (admin: {sim.api_url}/sim/status)\n"
-                f"  monitor metrics: http://{args.listen}/metrics\n"
-                f"  monitor health:  http://{args.listen}/healthz\n"
-                f"  database:        {db}\n"
-                "Press Ctrl-C to stop.",
-                flush=True,
-            )
+
+            def ready() -> None:
+                web = f"http://{settings.http.host}:{daemon.web_port}"
+                print(
+                    f"Simulated Genesys Cloud org: {args.agents} agents, time x{args.time_factor:g}\n"
+                    f"  simulator API:   {sim.api_url}  (admin: {sim.api_url}/sim/status)\n"
+                    f"  monitor metrics: {web}/metrics\n"
+                    f"  monitor health:  {web}/healthz\n"
+                    f"  database:        {db}\n"
+                    "Press Ctrl-C to stop.",
+                    flush=True,
+                )
+
             summary = asyncio.create_task(_summaries(daemon, args.every), name="demo-summary")
             try:
-                await service.run(daemon, stop)
+                await service.run(daemon, stop, on_ready=ready)
             finally:
                 summary.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

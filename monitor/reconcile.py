@@ -17,6 +17,7 @@ import structlog
 from monitor.clock import Clock
 from monitor.core.model import Source, Update
 from monitor.genesys.api import BULK_PRESENCE_BATCH, USERS_BY_ID_BATCH, GenesysApi
+from monitor.genesys.payloads import UserRecord
 from monitor.metrics import Metrics
 from monitor.recorder import Recorder
 
@@ -52,7 +53,8 @@ class Reconciler:
         self._released = asyncio.Event()
         self._released.set()
         self._wake = asyncio.Event()
-        self.roster_size = 0
+        # Every watched agent: a page read for some of them is recorded for all it shows.
+        self.watched: frozenset[str] = frozenset()
         self._next_api = 0
 
     def hold(self) -> None:
@@ -104,46 +106,48 @@ class Reconciler:
                         waiter.set_result(None)
 
     async def snapshot(self, agent_ids: Collection[str]) -> int:
-        """Read and record the state of `agent_ids` now; returns the transitions it made."""
+        """Read and record the state of `agent_ids` now; returns the transitions it made.
+
+        Each page is recorded as soon as it is read: if a later page fails, what was read is
+        kept, and the caller's retry reads the rest.
+        """
         wanted = set(agent_ids)
-        updates: list[Update] = []
-        missing_presence: list[str] = []
-        missing_routing: list[str] = []
-        if len(wanted) > USERS_BY_ID_BATCH and len(wanted) >= self.roster_size * _PAGE_ALL_SHARE:
-            everyone = await self._api().all_users(self._page_size, expand=EXPAND)
-            records = [user for user in everyone if user.agent.id in wanted]
+        api = self._api()
+        made = 0
+        seen: set[str] = set()
+        if len(wanted) > USERS_BY_ID_BATCH and len(wanted) >= len(self.watched) * _PAGE_ALL_SHARE:
+            watched = self.watched | wanted
+            async for page in api.user_pages(self._page_size, expand=EXPAND):
+                made += await self._record([u for u in page if u.agent.id in watched], seen)
         else:
             ordered = sorted(wanted)
-            batches = [
-                ordered[i : i + USERS_BY_ID_BATCH]
-                for i in range(0, len(ordered), USERS_BY_ID_BATCH)
-            ]
-            results = await asyncio.gather(
-                *(self._api().users_by_id(batch, expand=EXPAND) for batch in batches)
-            )
-            records = [user for result in results for user in result if user.agent.id in wanted]
-        seen = set()
-        for user in records:
+            for i in range(0, len(ordered), USERS_BY_ID_BATCH):
+                batch = ordered[i : i + USERS_BY_ID_BATCH]
+                users = await api.users_by_id(batch, expand=EXPAND)
+                made += await self._record([u for u in users if u.agent.id in wanted], seen)
+        if wanted - seen:
+            log.info("snapshot_users_missing", count=len(wanted - seen))
+        self._metrics.snapshots.inc()
+        return made
+
+    async def _record(self, users: list[UserRecord], seen: set[str]) -> int:
+        """Record one page of a snapshot; expands left out are read from the dedicated endpoints
+        (Genesys resolves expands on a best-effort basis)."""
+        updates: list[Update] = []
+        missing_presence: list[str] = []
+        for user in users:
             seen.add(user.agent.id)
             if user.presence is None:
                 missing_presence.append(user.agent.id)
             else:
                 updates.append(user.presence)
             if user.routing is None:
-                missing_routing.append(user.agent.id)
+                updates.append(await self._api().routing_status(user.agent.id))
             else:
                 updates.append(user.routing)
-        # Expands are best effort: fall back to the dedicated endpoints for what was left out.
-        gone = wanted - seen
-        if gone:
-            log.info("snapshot_users_missing", count=len(gone))
         for i in range(0, len(missing_presence), BULK_PRESENCE_BATCH):
-            updates += await self._api().bulk_presences(
-                missing_presence[i : i + BULK_PRESENCE_BATCH]
-            )
-        for agent_id in missing_routing:
-            updates.append(await self._api().routing_status(agent_id))
-        self._metrics.snapshots.inc()
+            batch = missing_presence[i : i + BULK_PRESENCE_BATCH]
+            updates += await self._api().bulk_presences(batch)
         return await self._recorder.record(updates, Source.SNAPSHOT, self._clock.now_ms())
 
     def _api(self) -> GenesysApi:

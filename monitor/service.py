@@ -41,6 +41,8 @@ from monitor.web import Health, WebApp
 log = structlog.get_logger(__name__)
 
 _DAY_S = 86_400
+ALIVE_KEY = "alive_ms"
+_ALIVE_EVERY_S = 30.0
 
 
 class StopRequested(Exception):
@@ -84,6 +86,7 @@ class Daemon:
     transport: Transport
     rng: random.Random
     roster: list[Agent]
+    last_alive_ms: int | None = None
     web: WebApp = field(init=False)
     web_port: int = 0
 
@@ -118,6 +121,7 @@ async def build(
             states = await store.load_states()
             tracker.load(states.items())
             known_agents = [a for a in await store.agents() if a.state == "active"]
+            alive = await store.meta(ALIVE_KEY)
             metrics.agents.set_agents(known_agents)
             metrics.load_states(states)
             writer = Writer(
@@ -162,6 +166,7 @@ async def build(
                 transport=transport,
                 rng=rng,
                 roster=known_agents,
+                last_alive_ms=int(alive) if alive else None,
             )
             daemon.web = WebApp(metrics, daemon.health)
             yield daemon
@@ -213,6 +218,8 @@ def _clients(
             requests_per_minute=g.requests_per_minute,
             action_share=settings.actions.rate_share,
             max_retry_after_s=g.max_retry_after_s,
+            users_result_cap=g.users_result_cap,
+            search_page_size=g.search_page_size,
             observer=observer,
         )
         clients.append(PoolClient(index, api, tokens))
@@ -260,6 +267,7 @@ async def run(
                         _refresh_tokens(d, client), name=f"token-refresh-{client.index}"
                     )
                 intake.create_task(_retention_loop(d), name="retention")
+                intake.create_task(_keep_alive(d), name="alive")
                 intake.create_task(_watch_ready(d, on_ready), name="ready")
                 intake.create_task(_watch_writer(writer_task), name="writer-watch")
                 await stop.wait()
@@ -277,6 +285,8 @@ async def run(
             await writer_task
         if _gap_tasks:
             await asyncio.gather(*_gap_tasks, return_exceptions=True)
+        with contextlib.suppress(MonitorError):
+            await d.store.set_meta(ALIVE_KEY, str(d.clock.now_ms()))
         await server.close()
 
 
@@ -297,6 +307,13 @@ async def _watch_writer(writer_task: asyncio.Task[None]) -> None:
 
 async def _watch_ready(d: Daemon, on_ready: Callable[[], None] | None) -> None:
     await d.pool.wait_ready()
+    if d.last_alive_ms is not None:
+        # While the monitor was not running nothing was watched: a gap for every agent, from
+        # when it was last known alive to the first complete snapshot.
+        now = d.clock.now_ms()
+        await d.store.record_gap(Gap("*", min(d.last_alive_ms, now), now, "monitor not running"))
+        d.metrics.gaps.inc()
+        d.metrics.gap_seconds.inc(max(0, now - d.last_alive_ms) / 1000)
     d.metrics.ready.set(1)
     log.info("ready", agents=len(d.roster), channels=len(d.pool.slots))
     if on_ready is not None:
@@ -346,6 +363,13 @@ async def _refresh_tokens(d: Daemon, client: PoolClient) -> None:
                 await client.tokens.refresh(stale=token)
             except GenesysError as exc:
                 log.warning("token_refresh_failed", client=client.index, error=str(exc))
+
+
+async def _keep_alive(d: Daemon) -> None:
+    """Note the time regularly, so that after a crash the next start knows when watching stopped."""
+    while True:
+        await d.store.set_meta(ALIVE_KEY, str(d.clock.now_ms()))
+        await d.clock.sleep(_ALIVE_EVERY_S)
 
 
 async def _retention_loop(d: Daemon) -> None:

@@ -110,7 +110,7 @@ async def running(
             try:
                 if wait_ready:
                     await eventually(
-                        lambda: daemon.ready or task.done(), within=30, message="daemon ready"
+                        lambda: daemon.ready or task.done(), within=120, message="daemon ready"
                     )
                     if task.done():
                         task.result()

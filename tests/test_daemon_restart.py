@@ -25,6 +25,7 @@ async def test_time_in_status_survives_a_restart(tmp_path: Path) -> None:
             await run.converged()
             since = run.daemon.tracker.state(agent, Kind.PRESENCE)
             assert since is not None
+        stopped_ms = sim.clock.now_ms()
         async with running(tmp_path, simulator=sim) as run:
             again = run.daemon.tracker.state(agent, Kind.PRESENCE)
             assert again is not None
@@ -32,6 +33,11 @@ async def test_time_in_status_survives_a_restart(tmp_path: Path) -> None:
             text = await run.metrics()
             line = f'genesys_agent_presence_changed_timestamp_seconds{{agent_id="{agent}"}}'
             assert f"{line} {since.since_ms / 1000:.3f}" in text
+            # The time the monitor was not running is a gap for every agent.
+            await eventually(run.daemon.store.gaps, message="downtime gap")
+            (gap,) = await run.daemon.store.gaps()
+            assert (gap.channel_id, gap.agents, gap.reason) == ("*", (), "monitor not running")
+            assert gap.start_ms <= stopped_ms <= gap.end_ms
 
 
 async def test_kill_9_loses_nothing_committed(tmp_path: Path) -> None:

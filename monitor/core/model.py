@@ -139,9 +139,11 @@ class Agent:
 
 @dataclass(frozen=True, slots=True)
 class Gap:
-    """An interval in which a channel was not delivering, and why."""
+    """An interval in which a channel (or the whole monitor, channel "*") was not delivering, and
+    why. `agents` are the agents it concerns; empty means every agent."""
 
     channel_id: str
     start_ms: int
     end_ms: int
     reason: str
+    agents: tuple[str, ...] = ()

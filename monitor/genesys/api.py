@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -177,6 +177,8 @@ class GenesysApi:
         action_share: float = 0.3,
         max_retry_after_s: float = 180.0,
         max_retry_time_s: float = 300.0,
+        users_result_cap: int = 10_000,
+        search_page_size: int = 100,
         observer: ApiObserver | None = None,
     ) -> None:
         self._transport = transport
@@ -187,6 +189,8 @@ class GenesysApi:
         self._action_budget = RateBudget(max(1, int(requests_per_minute * action_share)))
         self._max_retry_after_s = max_retry_after_s
         self._max_retry_time_s = max_retry_time_s
+        self._users_result_cap = users_result_cap
+        self._search_page_size = search_page_size
         self._observer = observer
 
     async def call(
@@ -321,27 +325,32 @@ class GenesysApi:
         now = self._clock.now_ms()
         return self._parse(lambda b: payloads.parse_search_page(b, now), body, "users search")
 
-    async def all_users(
-        self,
-        page_size: int,
-        *,
-        expand: Sequence[str] = (),
-        result_cap: int = 10_000,
-        search_page_size: int = 100,
-    ) -> list[UserRecord]:
-        """Every active user.
+    async def all_users(self, page_size: int, *, expand: Sequence[str] = ()) -> list[UserRecord]:
+        """Every active user, sorted by id."""
+        users = [user async for page in self.user_pages(page_size, expand=expand) for user in page]
+        return sorted(users, key=lambda u: u.agent.id)
 
-        Genesys refuses to page past `result_cap` results of one listing (pageNumber*pageSize),
-        so a bigger org is read from both ends (ascending, then descending), and an org bigger
-        than twice the cap division by division through the search API, each from both ends.
+    async def user_pages(
+        self, page_size: int, *, expand: Sequence[str] = ()
+    ) -> AsyncIterator[list[UserRecord]]:
+        """Every active user, page by page, each user once.
+
+        Genesys refuses to page past a number of results of one listing (pageNumber*pageSize).
+        Up to twice that, the listing is read from both ends (ascending, then descending); a
+        bigger org is read division by division through the search API, each from both ends.
         """
-        found: dict[str, UserRecord] = {}
+        seen: set[str] = set()
+        cap = self._users_result_cap
 
         async def listing(number: int, descending: bool) -> UsersPage:
             return await self.users_page(number, page_size, expand=expand, descending=descending)
 
-        total = await _collect(listing, page_size, result_cap, found)
-        if len(found) < total:
+        first = await listing(1, False)
+        if first.total <= 2 * cap:
+            async for users in _pages(listing, page_size, cap, first, seen):
+                yield users
+        else:
+            size = self._search_page_size
             for division_id, _name in await self.divisions():
                 criteria = [
                     {"type": "EXACT", "fields": ["division.id"], "values": [division_id]},
@@ -352,13 +361,13 @@ class GenesysApi:
                     number: int, descending: bool, criteria: list[dict[str, Any]] = criteria
                 ) -> UsersPage:
                     return await self.search_page(
-                        criteria, number, search_page_size, expand=expand, descending=descending
+                        criteria, number, size, expand=expand, descending=descending
                     )
 
-                await _collect(search, search_page_size, result_cap, found)
-            if len(found) < total:
-                log.warning("users_not_listed", listed=len(found), total=total)
-        return sorted(found.values(), key=lambda u: u.agent.id)
+                async for users in _pages(search, size, cap, await search(1, False), seen):
+                    yield users
+        if len(seen) < first.total:
+            log.warning("users_not_listed", listed=len(seen), total=first.total)
 
     async def users_by_id(
         self, ids: Sequence[str], *, expand: Sequence[str] = ()
@@ -524,29 +533,28 @@ class GenesysApi:
 PageFetcher = Callable[[int, bool], Awaitable[UsersPage]]
 
 
-async def _collect(
-    fetch: PageFetcher, page_size: int, result_cap: int, found: dict[str, UserRecord]
-) -> int:
-    """Read a paged listing into `found`, ascending then (past the cap) descending; returns the
-    listing's total."""
+async def _pages(
+    fetch: PageFetcher, page_size: int, result_cap: int, page: UsersPage, seen: set[str]
+) -> AsyncIterator[list[UserRecord]]:
+    """The users of a paged listing whose first page is `page`, page by page: ascending, then
+    (past the cap) descending. Users already in `seen` are left out; `seen` grows."""
     max_pages = max(1, result_cap // page_size)
-    page = await fetch(1, False)
-    total = page.total
-    seen: set[str] = set()
+    listed: set[str] = set()
     for descending in (False, True):
         number = 1
         while True:
             if descending or number > 1:
                 page = await fetch(number, descending)
-            for user in page.users:
-                found.setdefault(user.agent.id, user)
-                seen.add(user.agent.id)
-            if len(seen) >= total or not page.users:
-                return total
+            fresh = [u for u in page.users if u.agent.id not in seen]
+            seen.update(u.agent.id for u in fresh)
+            listed.update(u.agent.id for u in page.users)
+            if fresh:
+                yield fresh
+            if len(listed) >= page.total or not page.users:
+                return
             if number >= min(page.page_count, max_pages):
                 break
             number += 1
-    return total
 
 
 def _decode(response: RawResponse, method: str, path: str) -> Any:

@@ -220,6 +220,8 @@ class Slot:
                 socket = await self._open(self._channel_info())
                 if self._subscribed != self.agents:
                     await self._subscribe(self._channel_info(), self.agents)
+                # From here events flow again; the snapshot below covers what came before.
+                delivering_ms = self._clock.now_ms()
                 self.subscribed_once.set()
                 await self._d.reconciler.reconcile(self.agents)
             except AuthError:
@@ -234,7 +236,7 @@ class Slot:
                 log.warning("channel_connect_failed", slot=self.label, error=str(exc))
                 await self._pause(reason)
                 continue
-            self._set_up(socket)
+            self._set_up(socket, delivering_ms)
             return
 
     async def _discard_socket(self) -> None:
@@ -282,14 +284,17 @@ class Slot:
                 "topics_rejected", slot=self.label, count=len(result.rejected), sample=sample
             )
 
-    def _set_up(self, socket: Socket) -> None:
+    def _set_up(self, socket: Socket, delivering_ms: int | None = None) -> None:
+        """The slot delivers again: since `delivering_ms` (subscribed on an open socket), with
+        what came before read by a snapshot."""
         self._socket = socket
         self.up = True
         self._up_since = self._clock.monotonic()
         self.client.connected.add(self.key)
         self._up_gauge.set(1)
         if self.down_since_ms is not None and self.ever_up.is_set():
-            self._record_gap(self.down_since_ms, self._clock.now_ms(), self._down_reason)
+            end = self._clock.now_ms() if delivering_ms is None else delivering_ms
+            self._record_gap(self.down_since_ms, max(end, self.down_since_ms), self._down_reason)
         self.down_since_ms = None
         self.ever_up.set()
 
@@ -304,7 +309,7 @@ class Slot:
     def _record_gap(self, start_ms: int, end_ms: int, reason: str) -> None:
         self._d.metrics.gaps.inc()
         self._d.metrics.gap_seconds.inc(max(0, end_ms - start_ms) / 1000)
-        self._d.record_gap(Gap(self.label, start_ms, end_ms, reason))
+        self._d.record_gap(Gap(self.label, start_ms, end_ms, reason, tuple(sorted(self.agents))))
 
     # --- planned changes -------------------------------------------------------------------------
 

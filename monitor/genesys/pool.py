@@ -119,7 +119,7 @@ class ChannelPool:
             assignment = plan(current, fitting, self.limits)
             self.unwatched = len(roster) - len(fitting)
         self._d.metrics.clients_needed.set(self.limits.clients_needed(len(roster)))
-        self._d.reconciler.roster_size = len(roster)
+        self._d.reconciler.watched = frozenset().union(*assignment.values())
         for change in diff(current, assignment):
             if change.closed:
                 self.slots.pop(change.slot).stop()

@@ -216,7 +216,7 @@ class Behaviour:
         """Follow the clock: apply actions as they fall due, until cancelled."""
         while True:
             self._wake.clear()
-            if self._advance(self._clock.now_ms(), _BATCH) >= _BATCH:
+            if self._advance(self._clock.now_ms(), _BATCH, live=True) >= _BATCH:
                 await asyncio.sleep(0)  # far behind: catch up in slices
                 continue
             due = self.next_due_ms()
@@ -239,7 +239,10 @@ class Behaviour:
 
     # --- the heap -------------------------------------------------------------------------------
 
-    def _advance(self, now_ms: int, limit: int | None) -> int:
+    def _advance(self, now_ms: int, limit: int | None, *, live: bool = False) -> int:
+        """Apply due actions. `live`: following the clock, an action is stamped with the time it
+        is applied (never before its due time), as Genesys stamps a change when it happens; a
+        change stamped in the past could contradict what the API showed meanwhile."""
         self._join_new_agents()
         heap = self._heap
         count = 0
@@ -247,8 +250,9 @@ class Behaviour:
             due, seq, plan = heapq.heappop(heap)
             if seq != plan.seq:
                 continue
-            self._now = max(self._now, due)
-            self._step(plan, due)
+            at = max(due, self._clock.now_ms()) if live else due
+            self._now = max(self._now, at)
+            self._step(plan, at)
             count += 1
         if limit is None or count < limit:
             self._now = max(self._now, now_ms)

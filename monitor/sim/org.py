@@ -198,9 +198,15 @@ class Org:
         self.definitions: dict[str, PresenceDefinition] = {}
         self.agents: dict[str, SimAgent] = {}
         self.truth: list[Change] = []
+        # When each agent's presence and routing status was read over REST: with the truth, this
+        # tells which changes a client could have learnt from a snapshot.
+        self.reads: dict[tuple[str, Kind], list[int]] = {}
         self._listeners: list[Listener] = []
         self._system: dict[Presence, PresenceDefinition] = {}
         self._team_leads: list[str] = []
+        # Bumped on every hire and every user-state change: lets readers cache what depends on
+        # the roster (its sort order, search results) without watching every agent.
+        self.roster_version = 0
         self._build()
 
     # --- construction ---------------------------------------------------------------------------
@@ -258,6 +264,7 @@ class Org:
             routing_start_ms=now,
         )
         self.agents[agent.id] = agent
+        self.roster_version += 1
         if title == "Team Lead":
             self._team_leads.append(agent.id)
         for queue_id in queue_ids:
@@ -278,6 +285,10 @@ class Org:
 
     def presence_of(self, agent: SimAgent) -> Presence:
         return self.definitions[agent.presence_definition_id].system_presence
+
+    def note_read(self, agent_id: str, kind: Kind) -> None:
+        """An API answer showed this agent's current presence or routing status."""
+        self.reads.setdefault((agent_id, kind), []).append(self.clock.now_ms())
 
     # --- listening ------------------------------------------------------------------------------
 
@@ -379,6 +390,7 @@ class Org:
         agent = self.agents[agent_id]
         agent.state = state
         agent.version += 1
+        self.roster_version += 1
 
     def _next_ms(self, last_ms: int, at_ms: int | None = None) -> int:
         # Event times of one agent and kind strictly increase, as they would on a real clock with

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitor.core.model import Presence
+from monitor.core.model import Kind, Presence
 from monitor.httpserver import Request, Response, Router
 from monitor.sim import payloads
 from monitor.sim.org import PresenceDefinition, SimAgent
@@ -113,6 +113,7 @@ class PresenceApi:
 
     async def _get(self, request: Request) -> Response:
         agent = self._live_agent(request.params["user_id"])
+        self._ctx.org.note_read(agent.id, Kind.PRESENCE)
         return Response.json(payloads.user_presence(self._ctx.org, agent, self._casing))
 
     async def _patch(self, request: Request) -> Response:
@@ -161,10 +162,10 @@ class PresenceApi:
                 raise bad_request(f"at most {limit} ids can be read at once, not {len(ids)}")
             ids = ids[:limit]
         org = self._ctx.org
-        found = [org.agents[i] for i in ids if i in org.agents]
-        return Response.json(
-            [payloads.uc_user_presence(org, a, self._casing) for a in found if a.state != "deleted"]
-        )
+        found = [org.agents[i] for i in ids if i in org.agents and org.agents[i].state != "deleted"]
+        for agent in found:
+            org.note_read(agent.id, Kind.PRESENCE)
+        return Response.json([payloads.uc_user_presence(org, a, self._casing) for a in found])
 
     async def _bulk_put(self, request: Request) -> Response:
         items = json_list(request)

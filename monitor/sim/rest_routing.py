@@ -7,7 +7,7 @@ to IDLE) or taken off queue; going On Queue is done by presence.
 
 from __future__ import annotations
 
-from monitor.core.model import Presence, RoutingStatus
+from monitor.core.model import Kind, Presence, RoutingStatus
 from monitor.httpserver import Request, Response, Router
 from monitor.sim import payloads
 from monitor.sim.rest_params import (
@@ -167,6 +167,7 @@ class RoutingApi:
         if agent is None:
             # Documented: OFF_QUEUE for a user that does not exist, rather than a 404.
             return Response.json(payloads.unknown_routing_status(user_id))
+        self._ctx.org.note_read(agent.id, Kind.ROUTING)
         return Response.json(payloads.routing_status(agent))
 
     async def _put_status(self, request: Request) -> Response:

@@ -13,6 +13,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+from monitor.core.model import Kind
 from monitor.httpserver import Request, Response, Router
 from monitor.sim import payloads
 from monitor.sim.org import SimAgent
@@ -36,6 +37,7 @@ _STATES = ("active", "inactive", "deleted", "any")
 class UsersApi:
     def __init__(self, ctx: RestContext) -> None:
         self._ctx = ctx
+        self._search_cache: dict[tuple[str, int], list[SimAgent]] = {}
 
     def add_routes(self, router: Router) -> None:
         # The search routes go first: `/users/{user_id}` would otherwise take `/users/search`.
@@ -46,12 +48,13 @@ class UsersApi:
 
     def _user(self, agent: SimAgent, presence: bool, routing: bool) -> payloads.Json:
         ctx = self._ctx
+        presence, routing = ctx.best_effort(presence), ctx.best_effort(routing)
+        if presence:
+            ctx.org.note_read(agent.id, Kind.PRESENCE)
+        if routing:
+            ctx.org.note_read(agent.id, Kind.ROUTING)
         return payloads.user(
-            ctx.org,
-            agent,
-            ctx.settings.rest_presence_casing,
-            presence=ctx.best_effort(presence),
-            routing=ctx.best_effort(routing),
+            ctx.org, agent, ctx.settings.rest_presence_casing, presence=presence, routing=routing
         )
 
     async def _list(self, request: Request) -> Response:
@@ -122,6 +125,19 @@ class UsersApi:
             raise bad_request("q64 must encode a JSON object")
         return self._run_search(body)
 
+    def _matches(self, body: dict[str, Any], query: SearchQuery) -> list[SimAgent]:
+        # A client pages through one query many times; the fields searched only change with the
+        # roster, so the match list is kept until the roster changes.
+        criteria = {k: v for k, v in body.items() if k not in ("pageNumber", "pageSize", "expand")}
+        key = (json.dumps(criteria, sort_keys=True, default=str), self._ctx.org.roster_version)
+        matches = self._search_cache.get(key)
+        if matches is None:
+            matches = query.run(self._ctx.agents_by_name())
+            if len(self._search_cache) >= 32:
+                self._search_cache.pop(next(iter(self._search_cache)))
+            self._search_cache[key] = matches
+        return matches
+
     def _run_search(self, body: dict[str, Any]) -> Response:
         ctx = self._ctx
         query = SearchQuery.parse(body, max_page_size=ctx.settings.search_max_page_size)
@@ -131,7 +147,7 @@ class UsersApi:
                 f"pageNumber*pageSize ({query.page_number * query.page_size:,}) must be at most "
                 f"{cap:,}: the search window is exceeded; narrow the query instead."
             )
-        matches = query.run(ctx.agents_by_name())
+        matches = self._matches(body, query)
         start = (query.page_number - 1) * query.page_size
         page = matches[start : start + query.page_size]
         results = [self._user(a, query.presence, query.routing) for a in page]

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import random
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -76,6 +77,8 @@ class Simulator:
         self.notifications.add_routes(self._router)
         AdminApi(self).add_routes(self._router)
         self._http = HttpServer(self._pipeline, errors=genesys_errors, name="sim-http")
+        # Every request served, by method and path: what the cold-start benchmark counts.
+        self.requests: Counter[tuple[str, str]] = Counter()
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -123,9 +126,18 @@ class Simulator:
             if isinstance(result, Exception):
                 raise result
 
+    async def stop_behaviour(self) -> None:
+        """End the agents' working day: the behaviour model makes no more changes."""
+        for task in [t for t in self._tasks if t.get_name() == "sim-behaviour"]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self._tasks.remove(task)
+
     # --- the request pipeline -------------------------------------------------------------------
 
     async def _pipeline(self, request: Request) -> Response:
+        self.requests[request.method, request.path] += 1
         try:
             response = await self._handle(request)
         except HttpError as error:

@@ -98,6 +98,8 @@ def check_gap(gap: object) -> Gap:
         raise ValueError(f"gap ends ({gap.end_ms}) before it starts ({gap.start_ms})")
     if not isinstance(gap.reason, str):
         raise ValueError(f"reason must be a string, not {gap.reason!r}")
+    if not isinstance(gap.agents, tuple) or not all(isinstance(a, str) for a in gap.agents):
+        raise ValueError("agents must be a tuple of agent ids")
     return gap
 
 

@@ -88,6 +88,8 @@ _V1: Final[tuple[str, ...]] = (
         start_ms INTEGER NOT NULL,
         end_ms INTEGER NOT NULL,
         reason TEXT NOT NULL,
+        -- JSON list of the agent ids the channel carried; [] for every agent (the monitor down).
+        agents TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(agents)),
         CHECK (end_ms >= start_ms),
         UNIQUE (channel_id, start_ms)
     )
@@ -118,6 +120,8 @@ _V1: Final[tuple[str, ...]] = (
         PRIMARY KEY (schedule, due_ms)
     ) WITHOUT ROWID
     """,
+    # Small facts the daemon keeps across restarts, e.g. when it was last alive.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     f"PRAGMA application_id = {APPLICATION_ID}",
 )
 

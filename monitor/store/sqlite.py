@@ -210,11 +210,18 @@ class Store(Database):
         async def body(conn: aiosqlite.Connection) -> None:
             await conn.execute(
                 """
-                INSERT INTO gaps (channel_id, start_ms, end_ms, reason) VALUES (?, ?, ?, ?)
+                INSERT INTO gaps (channel_id, start_ms, end_ms, reason, agents)
+                VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT (channel_id, start_ms) DO UPDATE SET
                     end_ms = max(gaps.end_ms, excluded.end_ms), reason = excluded.reason
                 """,
-                (checked.channel_id, checked.start_ms, checked.end_ms, checked.reason),
+                (
+                    checked.channel_id,
+                    checked.start_ms,
+                    checked.end_ms,
+                    checked.reason,
+                    json.dumps(sorted(checked.agents)),
+                ),
             )
 
         await self._transaction("cannot record a gap", body)
@@ -225,13 +232,31 @@ class Store(Database):
         rows = await self._fetch(
             "cannot read gaps",
             """
-            SELECT channel_id, start_ms, end_ms, reason FROM gaps
+            SELECT channel_id, start_ms, end_ms, reason, agents FROM gaps
             WHERE start_ms < ? AND end_ms >= ?
             ORDER BY start_ms, channel_id
             """,
             (until, since),
         )
-        return [Gap(*row) for row in rows]
+        return [Gap(row[0], row[1], row[2], row[3], tuple(json.loads(row[4]))) for row in rows]
+
+    # --- small facts --------------------------------------------------------------------------
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Keep `value` under `key` across restarts."""
+
+        async def body(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+        await self._transaction("cannot write meta", body)
+
+    async def meta(self, key: str) -> str | None:
+        rows = await self._fetch("cannot read meta", "SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
 
     # --- housekeeping -----------------------------------------------------------------------------
 
