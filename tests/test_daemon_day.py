@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from monitor.core.model import Kind
 from monitor.core.timefmt import parse_iso_ms
 from monitor.sim.org import Change
+from monitor.store import ExportRow
 from tests.daemon import Running, running, sim_settings
 from tests.support import eventually
 
@@ -38,7 +40,7 @@ async def inject_faults(run: Running, start_ms: int, rng: random.Random) -> None
     sim.duplicate_frames(0.02)
     sim.reorder_frames(0.02)
     sim.malformed_frames(0.01)
-    plan = [
+    plan: list[tuple[float, Callable[[], object]]] = [
         (1.0, lambda: sim.drop_socket(rng.choice(sim.notifications.channel_ids()))),
         (2.0, sim.socket_closing),
         (3.0, sim.revoke_tokens),
@@ -54,7 +56,7 @@ async def inject_faults(run: Running, start_ms: int, rng: random.Random) -> None
         fault()
 
 
-def recorded_rows(rows: list[dict[str, str]]) -> dict[tuple[str, str, int, str], list[str]]:
+def recorded_rows(rows: list[ExportRow]) -> dict[tuple[str, str, int, str], list[str]]:
     by_key: dict[tuple[str, str, int, str], list[str]] = defaultdict(list)
     for row in rows:
         key = (row["agent_id"], row["kind"], parse_iso_ms(row["event_time"]), row["to"])
