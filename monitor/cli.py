@@ -92,9 +92,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sim_cli.add_arguments(command("sim", sim_cli.run, "Run the Genesys Cloud simulator."))
 
-    from monitor import demo  # noqa: PLC0415
+    from monitor import demo, presence_cli  # noqa: PLC0415
 
     demo.add_arguments(command("demo", demo.run, "Run the simulator and the monitor together."))
+    presence_cli.add_presence_commands(commands, with_config, _instant)
     return parser
 
 
@@ -123,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
             async with service.build(settings) as d:
                 await service.run(d, stop)
 
-    return _guarded(daemon)
+    return guarded(daemon)
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -133,7 +134,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    settings = config.load(args.config)
+    settings = config.load(args.config, require_credentials=False)
     logs.configure(settings.log.level, settings.log.format)
     from monitor.store import Store  # noqa: PLC0415
 
@@ -141,11 +142,11 @@ def _migrate(args: argparse.Namespace) -> int:
         async with await Store.open(settings.storage.path) as store:
             print(f"{settings.storage.path}: schema version {await store.version()}")
 
-    return _guarded(migrate)
+    return guarded(migrate)
 
 
 def _backup(args: argparse.Namespace) -> int:
-    settings = config.load(args.config)
+    settings = config.load(args.config, require_credentials=False)
     logs.configure(settings.log.level, settings.log.format)
     from monitor.store import Store  # noqa: PLC0415
 
@@ -154,11 +155,11 @@ def _backup(args: argparse.Namespace) -> int:
             await store.backup(args.path)
         print(f"backup written to {args.path}")
 
-    return _guarded(backup)
+    return guarded(backup)
 
 
 def _export(args: argparse.Namespace) -> int:
-    settings = config.load(args.config)
+    settings = config.load(args.config, require_credentials=False)
     logs.configure(settings.log.level, settings.log.format)
     from monitor.store import Store  # noqa: PLC0415
 
@@ -169,7 +170,7 @@ def _export(args: argparse.Namespace) -> int:
                     store.export(args.since, args.until, args.agent), args.format, out
                 )
 
-    return _guarded(export)
+    return guarded(export)
 
 
 async def _write_rows(rows: AsyncIterator[ExportRow], fmt: str, out: IO[str]) -> None:
@@ -195,7 +196,7 @@ def _output(path: str | None) -> Iterator[IO[str]]:
         yield out
 
 
-def _guarded(main: Callable[[], Any]) -> int:
+def guarded(main: Callable[[], Any]) -> int:
     """Run an async command; a MonitorError becomes one clear line and exit code 1."""
     try:
         asyncio.run(main())

@@ -10,6 +10,7 @@ Every problem is collected and reported at once, each with its dotted key, by Co
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import types
@@ -19,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from monitor import schedule_config
+from monitor.core import rules
 from monitor.errors import ConfigError
 
 ENV_PREFIX = "MONITOR_"
@@ -128,6 +131,9 @@ class StorageSettings:
 @dataclass(frozen=True)
 class HttpSettings:
     listen: str = "127.0.0.1:9464"
+    # The action endpoint (POST /api/v1/presence). On an address other than loopback it needs a
+    # token: the monitor refuses to start otherwise.
+    actions: bool = True
     token_env: str = "MONITOR_API_TOKEN"
     token_file: str = ""
     token: str = field(default="", repr=False)
@@ -165,7 +171,14 @@ class ActionSettings:
     # Share of each OAuth client's requests a minute that presence changes may use.
     rate_share: float = 0.3
     max_agents: int = 50  # per request, unless explicitly overridden
+    bulk_size: int = 50  # presences per bulk write
     timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class StuckSettings:
+    defaults: bool = True  # the default rules, each overridable by name in [[rules]]
+    evaluate_every_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -179,10 +192,22 @@ class Settings:
     health: HealthSettings = HealthSettings()
     log: LogSettings = LogSettings()
     actions: ActionSettings = ActionSettings()
+    stuck: StuckSettings = StuckSettings()
+    # Checked as a whole by monitor.schedule_config and monitor.core.rules.
+    schedules: tuple[dict[str, Any], ...] = ()
+    rules: tuple[dict[str, Any], ...] = ()
 
 
-def load(path: str | Path | None, env: Mapping[str, str] | None = None) -> Settings:
-    """Read, override and validate settings; raises ConfigError listing every problem."""
+def load(
+    path: str | Path | None,
+    env: Mapping[str, str] | None = None,
+    *,
+    require_credentials: bool = True,
+) -> Settings:
+    """Read, override and validate settings; raises ConfigError listing every problem.
+
+    Commands that never talk to Genesys (export, backup, audit, ...) pass
+    `require_credentials=False`: missing OAuth credentials are then not a problem."""
     env = os.environ if env is None else env
     problems: list[str] = []
     data: dict[str, Any] = {}
@@ -200,7 +225,10 @@ def load(path: str | Path | None, env: Mapping[str, str] | None = None) -> Setti
     # A value of the wrong type is reported and replaced by its default, so the checks across
     # fields still run on everything else: every problem is listed in one go.
     settings = _build(Settings, data, "", problems)
-    settings = _resolve_secrets(settings, env, problems)
+    secret_problems: list[str] = []
+    settings = _resolve_secrets(settings, env, secret_problems)
+    if require_credentials:
+        problems += secret_problems
     problems += _check(settings)
     if problems:
         raise ConfigError(problems)
@@ -270,6 +298,11 @@ def _coerce(hint: Any, value: Any, where: str, problems: list[str]) -> Any:
         if value not in args:
             choices = ", ".join(repr(a) for a in args)
             problems.append(f"{where}: {value!r} is not one of {choices}")
+            return _INVALID
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            problems.append(f"{where}: expected a table")
             return _INVALID
         return value
     if origin is tuple:
@@ -364,6 +397,7 @@ def _check(s: Settings) -> list[str]:
         storage__drain_timeout_s=s.storage.drain_timeout_s,
         health__channel_down_s=s.health.channel_down_s,
         actions__max_agents=s.actions.max_agents,
+        actions__bulk_size=s.actions.bulk_size,
         http__max_body_bytes=s.http.max_body_bytes,
     )
     if s.channels.backoff_cap_s < s.channels.backoff_base_s:
@@ -371,7 +405,8 @@ def _check(s: Settings) -> list[str]:
     if not s.storage.path:
         problems.append("storage.path: must not be empty")
     host, sep, port = s.http.listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    listen_ok = bool(sep and host and port.isdigit() and 0 <= int(port) <= 65535)
+    if not listen_ok:
         problems.append(f"http.listen: {s.http.listen!r} is not host:port")
     if not 0 < s.actions.rate_share <= 1:
         problems.append("actions.rate_share: must be a share between 0 (excluded) and 1")
@@ -379,7 +414,31 @@ def _check(s: Settings) -> list[str]:
         ZoneInfo(s.actions.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         problems.append(f"actions.timezone: unknown time zone {s.actions.timezone!r}")
+    if listen_ok and s.http.actions and not s.http.token and not _loopback(s.http.host):
+        problems.append(
+            f"http.listen: {s.http.listen!r} is reachable from other hosts, so the action endpoint"
+            f" needs a token: set {s.http.token_env} (or http.token_file), or set http.actions ="
+            " false"
+        )
+    _positive(problems, stuck__evaluate_every_s=s.stuck.evaluate_every_s)
+    try:
+        schedule_config.load(s.schedules)
+    except ValueError as exc:
+        problems.append(str(exc))
+    try:
+        rules.load(s.rules, defaults=s.stuck.defaults, known_zones=available_timezones())
+    except ValueError as exc:
+        problems.append(str(exc))
     return problems
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def redacted(settings: Settings) -> dict[str, Any]:

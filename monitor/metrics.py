@@ -67,6 +67,8 @@ class AgentMetrics:
         }
         # (presence, routing_status, division) -> agents; queue breakdown kept apart because an
         # agent in several queues counts in each, so summing over queues would double-count.
+        # (agent, rule) -> line, for the stuck-agent rules firing now.
+        self._stuck: dict[tuple[str, str], str] = {}
         self._counts: Tally[tuple[str, str, str]] = Tally()
         self._queue_counts: Tally[tuple[str, str, str]] = Tally()
         self.durations: Histogram | None = None
@@ -83,6 +85,8 @@ class AgentMetrics:
             self._routing.pop(agent_id, None)
             for since in self._since.values():
                 since.pop(agent_id, None)
+            for key in [k for k in self._stuck if k[0] == agent_id]:
+                del self._stuck[key]
             for table in self._lines.values():
                 table.pop(agent_id, None)
         for agent in agents:
@@ -130,6 +134,15 @@ class AgentMetrics:
                 f'genesys_agent_routing_status_changed_timestamp_seconds{{agent_id="{agent_id}"}} {seconds}\n'
             )
         return previous_since
+
+    def set_stuck(self, agent_id: str, rule: str, firing: bool) -> None:
+        """A stuck-agent rule started or stopped firing for an agent."""
+        if firing and self.per_agent:
+            self._stuck[(agent_id, rule)] = (
+                f'genesys_agent_stuck{{agent_id="{agent_id}",rule="{escape(rule)}"}} 1\n'
+            )
+        else:
+            self._stuck.pop((agent_id, rule), None)
 
     def _key(self, agent_id: str) -> tuple[str, str] | None:
         presence = self._presence.get(agent_id)
@@ -231,6 +244,12 @@ class AgentMetrics:
                     "gauge",
                     "Agent attributes, for joins on agent_id; always 1.",
                     lines["info"].values(),
+                ),
+                _family(
+                    "genesys_agent_stuck",
+                    "gauge",
+                    "1 while a stuck-agent rule is firing for the agent.",
+                    self._stuck.values(),
                 ),
             ]
         return "".join(parts)
@@ -377,6 +396,49 @@ class Metrics:
         )
         self.ready = Gauge(
             "monitor_ready", "1 once every channel is subscribed and reconciled.", registry=r
+        )
+        self.actions = Counter(
+            "monitor_presence_changes_total",
+            "Agents handled by presence-change requests, by who asked (cli, http, schedule, rule)"
+            " and outcome (changed, would_change, skipped_already, skipped_interacting, failed).",
+            ["actor", "outcome"],
+            registry=r,
+        )
+        self.schedule_runs = Counter(
+            "monitor_schedule_runs_total", "Scheduled runs started.", ["schedule"], registry=r
+        )
+        self.schedule_failures = Counter(
+            "monitor_schedule_run_failures_total",
+            "Scheduled runs that failed (refused, or an agent could not be changed).",
+            ["schedule"],
+            registry=r,
+        )
+        self.schedule_agents_changed = Counter(
+            "monitor_schedule_agents_changed_total",
+            "Agents whose presence scheduled runs changed.",
+            ["schedule"],
+            registry=r,
+        )
+        self.schedule_next_run = Gauge(
+            "monitor_schedule_next_run_timestamp_seconds",
+            "Unix time of the schedule's next run.",
+            ["schedule"],
+            registry=r,
+        )
+        self.schedule_last_run = Gauge(
+            "monitor_schedule_last_run_timestamp_seconds",
+            "Unix time of the schedule's last run.",
+            ["schedule"],
+            registry=r,
+        )
+        self.agents_stuck = Gauge(
+            "genesys_agents_stuck",
+            "Agents for whom a stuck-agent rule is firing.",
+            ["rule"],
+            registry=r,
+        )
+        self.rule_firings = Counter(
+            "monitor_rule_firings_total", "Times a stuck-agent rule fired.", ["rule"], registry=r
         )
 
     # --- agent state -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ recorded once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from monitor.core.model import Source, Transition, Update
@@ -29,6 +29,13 @@ class Recorder:
         self._sink = sink
         self._duplicates = tracker.duplicates
         self._stale = tracker.stale
+        self._listeners: list[Callable[[Transition], None]] = []
+
+    def listen(self, listener: Callable[[Transition], None]) -> Callable[[], None]:
+        """Call `listener` with every transition recorded from now on (after the metrics moved,
+        before it is written); returns a function that stops it. Listeners must not block."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     async def record(self, updates: Iterable[Update], source: Source, seen_ms: int) -> int:
         """Apply `updates`; returns how many transitions they made."""
@@ -40,6 +47,8 @@ class Recorder:
                 continue
             made += 1
             self._metrics.on_transition(transition)
+            for listener in self._listeners:
+                listener(transition)
             await self._sink.put(transition)
         self._count_dropped()
         return made

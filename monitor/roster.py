@@ -68,6 +68,8 @@ class RosterSource:
         self._settings = settings
         self._page_size = page_size
         self._with_queues = with_queues or bool(settings.queues)
+        # Queue name -> id, from the last read (when queues are read at all).
+        self.queue_names: dict[str, str] = {}
 
     async def fetch(self) -> list[Agent]:
         """The watched agents now, sorted by id."""
@@ -88,6 +90,7 @@ class RosterSource:
 
     async def _queue_ids(self) -> set[str]:
         queues = await self._api.queues()
+        self.queue_names = {name: queue_id for queue_id, name in queues}
         if self._settings.queues:
             return resolve(self._settings.queues, queues, "queues")
         return {queue_id for queue_id, _ in queues}

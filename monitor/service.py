@@ -22,8 +22,11 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from monitor import presence_api, schedule_config
+from monitor.actions import ActionDeps, ActionRunner, PresenceCatalog
 from monitor.clock import Clock, SystemClock
 from monitor.config import Settings
+from monitor.core import rules
 from monitor.core.model import Agent, Gap
 from monitor.core.tracker import Tracker
 from monitor.errors import ConfigError, GenesysError, MonitorError
@@ -35,7 +38,9 @@ from monitor.metrics import Metrics
 from monitor.reconcile import Reconciler
 from monitor.recorder import Recorder
 from monitor.roster import RosterSource
+from monitor.schedules import Scheduler
 from monitor.store import Store, Writer
+from monitor.stuck import StuckWatcher
 from monitor.web import Health, WebApp
 
 log = structlog.get_logger(__name__)
@@ -88,6 +93,9 @@ class Daemon:
     roster: list[Agent]
     last_alive_ms: int | None = None
     web: WebApp = field(init=False)
+    actions: ActionRunner = field(init=False)
+    scheduler: Scheduler = field(init=False)
+    stuck: StuckWatcher = field(init=False)
     web_port: int = 0
 
     @property
@@ -169,6 +177,7 @@ async def build(
                 last_alive_ms=int(alive) if alive else None,
             )
             daemon.web = WebApp(metrics, daemon.health)
+            _wire_actions(daemon)
             yield daemon
         finally:
             await transport.aclose()
@@ -176,6 +185,50 @@ async def build(
 
 def _token_expiry(metrics: Metrics, client: str, token: AccessToken) -> None:
     metrics.token_expiry.labels(client).set(token.expires_ms / 1000)
+
+
+def _wire_actions(d: Daemon) -> None:
+    """Presence changes, schedules and stuck-agent rules, and the action endpoint."""
+    s = d.settings
+
+    def api_for(agent_id: str) -> GenesysApi:
+        # A change goes through the OAuth client that watches the agent: its budget pays.
+        for key, slot in d.pool.slots.items():
+            if agent_id in slot.agents:
+                return d.clients[key.client].api
+        return d.clients[0].api
+
+    def counted(actor: str, outcome: str) -> None:
+        d.metrics.actions.labels(actor.split(":", 1)[0], outcome).inc()
+
+    d.actions = ActionRunner(
+        ActionDeps(
+            roster=lambda: d.roster,
+            tracker=d.tracker,
+            api_for=api_for,
+            catalog=PresenceCatalog(d.clients[0].api, d.clock),
+            audit=d.store.record_actions,
+            clock=d.clock,
+            max_agents=s.actions.max_agents,
+            bulk_size=s.actions.bulk_size,
+            on_outcome=counted,
+        )
+    )
+    d.scheduler = Scheduler(
+        schedule_config.load(s.schedules), d.actions, d.store, d.metrics, d.clock
+    )
+    engine = rules.RuleEngine(rules.load(s.rules, defaults=s.stuck.defaults))
+    d.stuck = StuckWatcher(
+        engine,
+        lambda: d.roster,
+        d.tracker,
+        d.metrics,
+        d.clock,
+        every_s=s.stuck.evaluate_every_s,
+        runner=d.actions,
+    )
+    if s.http.actions:
+        presence_api.add_routes(d.web.router, d.actions, s.http.token, lambda: d.pool.ready)
 
 
 def _on_batch(metrics: Metrics, size: int, seconds: float) -> None:
@@ -250,9 +303,10 @@ async def run(
             d.clients[0].api,
             s.roster,
             page_size=s.genesys.users_page_size,
-            with_queues="queue" in s.metrics.by,
+            with_queues="queue" in s.metrics.by or d.stuck.needs_queues,
         )
         roster = await source.fetch()
+        d.stuck.engine.resolve_names(source.queue_names, {})
         ids = [a.id for a in roster]
         d.pool.check_capacity(ids)
         await _apply_roster(d, roster)
@@ -268,7 +322,7 @@ async def run(
                     )
                 intake.create_task(_retention_loop(d), name="retention")
                 intake.create_task(_keep_alive(d), name="alive")
-                intake.create_task(_watch_ready(d, on_ready), name="ready")
+                intake.create_task(_when_ready(d, intake, on_ready), name="ready")
                 intake.create_task(_watch_writer(writer_task), name="writer-watch")
                 await stop.wait()
                 raise StopRequested
@@ -305,7 +359,11 @@ async def _watch_writer(writer_task: asyncio.Task[None]) -> None:
         raise writer_task.exception()  # type: ignore[misc]
 
 
-async def _watch_ready(d: Daemon, on_ready: Callable[[], None] | None) -> None:
+async def _when_ready(
+    d: Daemon, intake: asyncio.TaskGroup, on_ready: Callable[[], None] | None
+) -> None:
+    """Once every channel is up and reconciled: note the downtime gap, then start what acts on
+    the state (stuck-agent rules, schedules), which must not judge from a partial view."""
     await d.pool.wait_ready()
     if d.last_alive_ms is not None:
         # While the monitor was not running nothing was watched: a gap for every agent, from
@@ -316,6 +374,9 @@ async def _watch_ready(d: Daemon, on_ready: Callable[[], None] | None) -> None:
         d.metrics.gap_seconds.inc(max(0, now - d.last_alive_ms) / 1000)
     d.metrics.ready.set(1)
     log.info("ready", agents=len(d.roster), channels=len(d.pool.slots))
+    intake.create_task(d.stuck.run(), name="stuck-rules")
+    for schedule in d.scheduler.schedules:
+        intake.create_task(d.scheduler.run_schedule(schedule), name=f"schedule-{schedule.name}")
     if on_ready is not None:
         on_ready()
 
@@ -346,6 +407,7 @@ async def _roster_loop(d: Daemon, source: RosterSource) -> None:
             joined = len({a.id for a in roster} - {a.id for a in d.roster})
             left = len({a.id for a in d.roster} - {a.id for a in roster})
             await _apply_roster(d, roster)
+            d.stuck.engine.resolve_names(source.queue_names, {})
             d.pool.update_roster([a.id for a in roster])
             log.info("roster_changed", joined=joined, left=left, agents=len(roster))
 
@@ -369,7 +431,8 @@ async def _keep_alive(d: Daemon) -> None:
     """Note the time regularly, so that after a crash the next start knows when watching stopped."""
     while True:
         await d.store.set_meta(ALIVE_KEY, str(d.clock.now_ms()))
-        await d.clock.sleep(_ALIVE_EVERY_S)
+        # Real seconds, not the clock's: this paces a disk write, whatever the simulated speed.
+        await asyncio.sleep(_ALIVE_EVERY_S)
 
 
 async def _retention_loop(d: Daemon) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,9 @@ def sim_settings(**overrides: Any) -> SimSettings:
     return replace(SimSettings(agents=30, requests_per_minute=0), **overrides)
 
 
-def daemon_settings(sim: Simulator, db: Path, **env: str) -> Settings:
-    """Settings pointing at `sim`, with short intervals; `env` overrides (MONITOR_X__Y=...)."""
+def daemon_settings(sim: Simulator, db: Path, toml: str = "", **env: str) -> Settings:
+    """Settings pointing at `sim`, with short intervals; `toml` is the config file's text (e.g.
+    schedules), `env` overrides (MONITOR_X__Y=...)."""
     client = sim.settings.clients[0]
     base = {
         "MONITOR_GENESYS__API_URL": f'"{sim.api_url}"',
@@ -42,7 +43,11 @@ def daemon_settings(sim: Simulator, db: Path, **env: str) -> Settings:
         "GENESYS_CLIENT_ID": client.client_id,
         "GENESYS_CLIENT_SECRET": client.client_secret,
     }
-    return config.load(None, env={**base, **env})
+    path = None
+    if toml:
+        path = db.parent / "config.toml"
+        path.write_text(toml)
+    return config.load(path, env={**base, **env})
 
 
 @dataclass
@@ -93,16 +98,20 @@ async def running(
     simulator: Simulator | None = None,
     behaviour: bool = False,
     wait_ready: bool = True,
-    **env: str,
+    toml: str = "",
+    env: Mapping[str, str] | None = None,
+    **more_env: str,
 ) -> AsyncIterator[Running]:
     """A daemon against a simulator (started here unless given); stopped, and checked to stop
-    cleanly, on exit."""
+    cleanly, on exit. `env` and `more_env` are MONITOR_* overrides."""
     async with contextlib.AsyncExitStack() as stack:
         if simulator is None:
             simulator = await stack.enter_async_context(
                 Simulator.start(sim or sim_settings(), behaviour=behaviour)
             )
-        settings = daemon_settings(simulator, tmp_path / "monitor.db", **env)
+        settings = daemon_settings(
+            simulator, tmp_path / "monitor.db", toml, **{**(env or {}), **more_env}
+        )
         async with service.build(settings, clock=simulator.clock, seed=1) as daemon:
             stop = asyncio.Event()
             task = asyncio.create_task(service.run(daemon, stop), name="daemon")

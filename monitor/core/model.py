@@ -8,6 +8,7 @@ natural key depend on.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -147,3 +148,41 @@ class Gap:
     end_ms: int
     reason: str
     agents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    """One audited presence change of one agent, asked for by someone or something.
+
+    `actor` names who asked: `cli:<user>`, `http:<caller>`, `schedule:<name>`, `rule:<name>`.
+    `outcome` is what happened: `changed`, `would_change` (a dry run), `skipped_already`,
+    `skipped_interacting`, or `failed` (with `error`). `event_ms` is the time Genesys gave the
+    resulting presence, which is also the event time of the transition the change causes.
+    """
+
+    at_ms: int
+    actor: str
+    agent_id: str
+    from_value: str | None
+    to_value: str
+    definition_id: str
+    dry_run: bool
+    outcome: str
+    request_id: str
+    error: str = ""
+    event_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceDefinitionInfo:
+    """A presence definition of the org: a system presence, or a secondary one the org defined.
+
+    Lives in the core (not with the REST payloads) so that the pure presence-name resolution can
+    use it; the Genesys payload parser builds it.
+    """
+
+    id: str
+    system_presence: str  # normalised: ON_QUEUE, AVAILABLE, ...
+    labels: Mapping[str, str]  # locale -> label
+    system: bool  # a system definition, not an org-defined secondary presence
+    deactivated: bool = False

@@ -22,7 +22,7 @@ import structlog
 from monitor.clock import Clock
 from monitor.core.backoff import retry_delay
 from monitor.core.budget import RateBudget
-from monitor.core.model import Update
+from monitor.core.model import PresenceDefinitionInfo, Update
 from monitor.errors import (
     ApiError,
     BadResponse,
@@ -35,7 +35,6 @@ from monitor.errors import (
 from monitor.genesys import payloads
 from monitor.genesys.payloads import (
     ChannelInfo,
-    PresenceDefinitionInfo,
     SubscriptionResult,
     UserRecord,
     UsersPage,
@@ -466,6 +465,20 @@ class GenesysApi:
         )
         now = self._clock.now_ms()
         return self._parse(lambda b: payloads.parse_presence(b, user_id, now), body, "presence")
+
+    async def put_routing_status(self, user_id: str, status: str) -> Update:
+        """Set a user's routing status (Genesys accepts IDLE from NOT_RESPONDING)."""
+        body = await self.call(
+            "PUT",
+            f"/api/v2/users/{user_id}/routingstatus",
+            route="routingstatus_put",
+            body={"status": status},
+            purpose="action",
+        )
+        now = self._clock.now_ms()
+        return self._parse(
+            lambda b: payloads.parse_routing(b, user_id, now), body, "routing status"
+        )
 
     async def put_bulk_presences(self, items: Sequence[tuple[str, str]]) -> list[Update]:
         """Set (user id, definition id) pairs in one call; returns the resulting presences."""

@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.core.model import Agent, Kind, Update, normalise_status
+# The definition type lives in the core (presence-name resolution is pure); re-exported here for
+# the modules that take it from the payload parser.
+from monitor.core.model import Agent, Kind, PresenceDefinitionInfo, Update, normalise_status
 from monitor.core.timefmt import parse_iso_ms
 from monitor.errors import DecodeError
 
@@ -48,15 +50,6 @@ class SubscriptionResult:
 
     permitted: frozenset[str]
     rejected: Mapping[str, str] = field(default_factory=dict)  # topic -> reason
-
-
-@dataclass(frozen=True, slots=True)
-class PresenceDefinitionInfo:
-    id: str
-    system_presence: str  # normalised: ON_QUEUE, AVAILABLE, ...
-    labels: Mapping[str, str]  # locale -> label
-    system: bool  # a system definition, not an org-defined secondary presence
-    deactivated: bool = False
 
 
 def _obj(value: Any, what: str) -> dict[str, Any]:

@@ -322,6 +322,13 @@ class Org:
             raise ValueError(f"presence definition {definition_id} is deactivated")
         new_message = agent.presence_message if message is None else message
         if definition_id == agent.presence_definition_id and new_message == agent.presence_message:
+            # Setting On Queue again puts an agent whose routing status says off queue back in
+            # the queue (the coupling, re-applied); otherwise nothing changes.
+            if (
+                definition.system_presence is Presence.ON_QUEUE
+                and agent.routing_status is RoutingStatus.OFF_QUEUE
+            ):
+                return self.set_routing(agent_id, RoutingStatus.IDLE, cause=cause, at_ms=at_ms)
             return []
         was_on_queue = self.presence_of(agent) is Presence.ON_QUEUE
         previous = self.definition_of(agent)

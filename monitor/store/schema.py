@@ -103,13 +103,18 @@ _V1: Final[tuple[str, ...]] = (
         agent INTEGER NOT NULL REFERENCES agents (key),
         from_value TEXT,
         to_value TEXT NOT NULL,
+        definition_id TEXT NOT NULL DEFAULT '',
         dry_run INTEGER NOT NULL CHECK (dry_run IN (0, 1)),
         outcome TEXT NOT NULL,
-        error TEXT,
-        request_id TEXT
+        error TEXT NOT NULL DEFAULT '',
+        request_id TEXT NOT NULL DEFAULT '',
+        -- The time Genesys gave the resulting presence: the event time of the transition the
+        -- change causes, which matches the two.
+        event_ms INTEGER
     )
     """,
     "CREATE INDEX actions_by_time ON actions (at_ms)",
+    "CREATE INDEX actions_by_agent ON actions (agent, at_ms)",
     """
     CREATE TABLE schedule_runs (
         schedule TEXT NOT NULL,

@@ -17,7 +17,7 @@ from typing import Any
 import aiosqlite
 import structlog
 
-from monitor.core.model import Agent, Gap, Kind, StatusState, Transition
+from monitor.core.model import ActionRecord, Agent, Gap, Kind, StatusState, Transition
 from monitor.store import queries as q
 from monitor.store.database import Database, scalar, translate
 from monitor.store.rows import (
@@ -239,6 +239,123 @@ class Store(Database):
             (until, since),
         )
         return [Gap(row[0], row[1], row[2], row[3], tuple(json.loads(row[4]))) for row in rows]
+
+    # --- the audit trail and schedule runs -------------------------------------------------------
+
+    async def record_actions(self, records: Sequence[ActionRecord]) -> None:
+        """Append audit rows (dry runs and skips included), in one transaction."""
+        if not records:
+            return
+        agents = list(dict.fromkeys(r.agent_id for r in records))
+
+        async def body(conn: aiosqlite.Connection) -> dict[str, int]:
+            await conn.executemany(
+                "INSERT INTO agents (id) VALUES (?) ON CONFLICT (id) DO NOTHING",
+                [(a,) for a in agents if a not in self._keys],
+            )
+            keys = {**self._keys}
+            missing = [a for a in agents if a not in keys]
+            if missing:
+                keys.update(
+                    _key_map(await conn.execute_fetchall(q.AGENT_KEYS, (json.dumps(missing),)))
+                )
+            await conn.executemany(
+                """
+                INSERT INTO actions (at_ms, actor, agent, from_value, to_value, definition_id,
+                    dry_run, outcome, error, request_id, event_ms)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    (
+                        r.at_ms,
+                        r.actor,
+                        keys[r.agent_id],
+                        r.from_value,
+                        r.to_value,
+                        r.definition_id,
+                        int(r.dry_run),
+                        r.outcome,
+                        r.error,
+                        r.request_id,
+                        r.event_ms,
+                    )
+                    for r in records
+                ],
+            )
+            return {a: keys[a] for a in missing}
+
+        # The key map grows only once the rows are committed.
+        await self._transaction("cannot write the audit trail", body, self._keys.update)
+
+    async def actions(
+        self,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        *,
+        agent_id: str | None = None,
+        actor: str | None = None,
+        limit: int = 10_000,
+    ) -> list[ActionRecord]:
+        """Audit rows in [since, until), newest last, optionally for one agent or actor."""
+        since, until = _bounds(since_ms, until_ms)
+        sql = """
+            SELECT a.at_ms, a.actor, g.id, a.from_value, a.to_value, a.definition_id,
+                a.dry_run, a.outcome, a.request_id, a.error, a.event_ms
+            FROM actions a JOIN agents g ON g.key = a.agent
+            WHERE a.at_ms >= ? AND a.at_ms < ?
+        """
+        params: list[Any] = [since, until]
+        if agent_id is not None:
+            sql += " AND g.id = ?"
+            params.append(agent_id)
+        if actor is not None:
+            sql += " AND a.actor = ?"
+            params.append(actor)
+        sql += " ORDER BY a.at_ms, a.id LIMIT ?"
+        params.append(limit)
+        rows = await self._fetch("cannot read the audit trail", sql, params)
+        return [
+            ActionRecord(
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                bool(row[6]),
+                row[7],
+                row[8],
+                row[9],
+                row[10],
+            )
+            for row in rows
+        ]
+
+    async def record_schedule_run(
+        self, schedule: str, due_ms: int, run_ms: int, outcome: str, detail: str = ""
+    ) -> bool:
+        """Note that a schedule's run due at `due_ms` happened (or was skipped); False when that
+        run was already noted (a restart must neither repeat nor skip a run)."""
+
+        async def body(conn: aiosqlite.Connection) -> bool:
+            cursor = await conn.execute(
+                "INSERT INTO schedule_runs (schedule, due_ms, run_ms, outcome, detail)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (schedule, due_ms) DO NOTHING",
+                (schedule, due_ms, run_ms, outcome, detail),
+            )
+            return cursor.rowcount > 0
+
+        return await self._transaction("cannot record a schedule run", body)
+
+    async def last_schedule_run(self, schedule: str) -> tuple[int, int, str, str] | None:
+        """(due_ms, run_ms, outcome, detail) of the latest noted run of a schedule."""
+        rows = await self._fetch(
+            "cannot read schedule runs",
+            "SELECT due_ms, run_ms, outcome, detail FROM schedule_runs WHERE schedule = ?"
+            " ORDER BY due_ms DESC LIMIT 1",
+            (schedule,),
+        )
+        return None if not rows else (rows[0][0], rows[0][1], rows[0][2], rows[0][3])
 
     # --- small facts --------------------------------------------------------------------------
 

@@ -1,0 +1,102 @@
+"""Stuck-agent rules at work: evaluated on a timer against what the tracker knows, each firing
+and clearing logged once, exported as metrics, and, where a rule says so, acted upon."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from monitor.actions import ActionRequest, ActionRunner
+from monitor.clock import Clock
+from monitor.core.model import Agent, Kind
+from monitor.core.rules import RuleEngine, RuleEvent
+from monitor.core.selectors import Selector
+from monitor.core.tracker import Tracker
+from monitor.errors import MonitorError
+from monitor.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+
+class StuckWatcher:
+    def __init__(
+        self,
+        engine: RuleEngine,
+        roster: Callable[[], Sequence[Agent]],
+        tracker: Tracker,
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        every_s: float,
+        runner: ActionRunner | None = None,
+    ) -> None:
+        self.engine = engine
+        self._roster = roster
+        self._tracker = tracker
+        self._metrics = metrics
+        self._clock = clock
+        self._every_s = every_s
+        self._runner = runner
+        self._zones = {name: ZoneInfo(name) for name in engine.zone_names()}
+        self._actions = {r.name: r.action for r in engine.rules if r.action}
+        # The latest firings and clearings, newest last, for the API and for inspection.
+        self.recent: deque[RuleEvent] = deque(maxlen=1000)
+        for rule in engine.rules:
+            metrics.agents_stuck.labels(rule.name).set(0)
+
+    @property
+    def needs_queues(self) -> bool:
+        """Whether a rule selects by queue (the roster must then carry queue memberships)."""
+        return any(r.selector is not None and r.selector.queues for r in self.engine.rules)
+
+    async def run(self) -> None:
+        while True:
+            await self.evaluate()
+            await self._clock.sleep(self._every_s)
+
+    async def evaluate(self) -> list[RuleEvent]:
+        """One evaluation of every rule for every watched agent."""
+        tracker = self._tracker
+        rows = [
+            (agent, tracker.state(agent.id, Kind.PRESENCE), tracker.state(agent.id, Kind.ROUTING))
+            for agent in self._roster()
+        ]
+        events = self.engine.evaluate(self._clock.now_ms(), rows, self._zones)
+        self.recent.extend(events)
+        for event in events:
+            firing = event.kind == "fire"
+            self._metrics.agents.set_stuck(event.agent_id, event.rule, firing)
+            held_s = round((event.at_ms - event.since_ms) / 1000)
+            if firing:
+                self._metrics.rule_firings.labels(event.rule).inc()
+                log.warning("stuck_agent", rule=event.rule, agent_id=event.agent_id, held_s=held_s)
+                await self._act(event)
+            else:
+                log.info("stuck_agent_cleared", rule=event.rule, agent_id=event.agent_id)
+        for rule, count in self.engine.counts().items():
+            self._metrics.agents_stuck.labels(rule).set(count)
+        return events
+
+    def firing_for(self, agent_id: str) -> list[str]:
+        return self.engine.firing_for(agent_id)
+
+    async def _act(self, event: RuleEvent) -> None:
+        target = self._actions.get(event.rule)
+        if target is None or self._runner is None:
+            return
+        request = ActionRequest(
+            target=target,
+            selector=Selector.from_mapping({"agents": [event.agent_id]}),
+            actor=f"rule:{event.rule}",
+        )
+        try:
+            await self._runner.run(request)
+        except MonitorError as exc:
+            # The rule keeps firing and the failure is audited by the runner when it got that far;
+            # a refused action must not stop the watcher.
+            log.warning(
+                "stuck_action_failed", rule=event.rule, agent_id=event.agent_id, error=str(exc)
+            )
