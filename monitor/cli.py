@@ -92,10 +92,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sim_cli.add_arguments(command("sim", sim_cli.run, "Run the Genesys Cloud simulator."))
 
-    from monitor import demo, presence_cli  # noqa: PLC0415
+    from monitor import demo, presence_cli, reporting  # noqa: PLC0415
 
     demo.add_arguments(command("demo", demo.run, "Run the simulator and the monitor together."))
     presence_cli.add_presence_commands(commands, with_config, _instant)
+    reporting.add_report_commands(commands)
     return parser
 
 

@@ -19,10 +19,12 @@ import functools
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import structlog
 
-from monitor import presence_api, schedule_config
+from monitor import api, presence_api, schedule_config, wallboard
 from monitor.actions import ActionDeps, ActionRunner, PresenceCatalog
 from monitor.clock import Clock, SystemClock
 from monitor.config import Settings
@@ -40,6 +42,7 @@ from monitor.recorder import Recorder
 from monitor.roster import RosterSource
 from monitor.schedules import Scheduler
 from monitor.store import Store, Writer
+from monitor.store.reports import status_time
 from monitor.stuck import StuckWatcher
 from monitor.web import Health, WebApp
 
@@ -48,6 +51,7 @@ log = structlog.get_logger(__name__)
 _DAY_S = 86_400
 ALIVE_KEY = "alive_ms"
 _ALIVE_EVERY_S = 30.0
+_WARM_DAYS = 31
 
 
 class StopRequested(Exception):
@@ -178,6 +182,8 @@ async def build(
             )
             daemon.web = WebApp(metrics, daemon.health)
             _wire_actions(daemon)
+            api.mount(daemon)
+            wallboard.mount(daemon)
             yield daemon
         finally:
             await transport.aclose()
@@ -375,6 +381,7 @@ async def _when_ready(
     d.metrics.ready.set(1)
     log.info("ready", agents=len(d.roster), channels=len(d.pool.slots))
     intake.create_task(d.stuck.run(), name="stuck-rules")
+    intake.create_task(_warm_reports(d), name="report-cache")
     for schedule in d.scheduler.schedules:
         intake.create_task(d.scheduler.run_schedule(schedule), name=f"schedule-{schedule.name}")
     if on_ready is not None:
@@ -425,6 +432,24 @@ async def _refresh_tokens(d: Daemon, client: PoolClient) -> None:
                 await client.tokens.refresh(stale=token)
             except GenesysError as exc:
                 log.warning("token_refresh_failed", client=client.index, error=str(exc))
+
+
+async def _warm_reports(d: Daemon) -> None:
+    """Count each finished day once, soon after it ends, so that reports over past days (the
+    JSON API's, the CLI's) read the per-day totals instead of a month of transitions."""
+    tz_name = d.settings.actions.timezone
+    zone = ZoneInfo(tz_name)
+    while True:
+        now = d.clock.now_ms()
+        today = datetime.fromtimestamp(now / 1000, zone).date()
+        try:
+            await status_time(
+                d.store, today - timedelta(days=_WARM_DAYS), today - timedelta(days=1), tz_name, now
+            )
+        except (MonitorError, ValueError) as exc:
+            log.warning("report_cache_failed", error=str(exc))
+        tomorrow = datetime.combine(today + timedelta(days=1), time(0, 5), zone)
+        await d.clock.sleep(max(60.0, tomorrow.timestamp() - now / 1000))
 
 
 async def _keep_alive(d: Daemon) -> None:
