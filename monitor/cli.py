@@ -10,7 +10,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -19,20 +19,10 @@ import structlog
 
 from monitor import __version__, config, logs
 from monitor.errors import CapacityError, ConfigError, MonitorError
-from monitor.store.rows import ExportRow
+from monitor.store import Store
+from monitor.store.rows import EXPORT_COLUMNS, ExportRow
 
 log = structlog.get_logger(__name__)
-
-EXPORT_COLUMNS = (
-    "agent_id",
-    "kind",
-    "from",
-    "to",
-    "presence_definition_id",
-    "event_time",
-    "seen_time",
-    "source",
-)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,44 +124,46 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _migrate(args: argparse.Namespace) -> int:
+def _with_store(
+    args: argparse.Namespace, work: Callable[[Store], Awaitable[None]], *, create: bool = False
+) -> int:
+    """Run `work` on the configured database: the commands that need no Genesys credentials.
+    A database that does not exist is an error (exit 2) unless the command creates it."""
     settings = config.load(args.config, require_credentials=False)
     logs.configure(settings.log.level, settings.log.format)
-    from monitor.store import Store  # noqa: PLC0415
+    path = settings.storage.path
+    if not create and not Path(path).exists():
+        print(f"monitor: no database at {path} (check storage.path)", file=sys.stderr)
+        return 2
 
-    async def migrate() -> None:
-        async with await Store.open(settings.storage.path) as store:
-            print(f"{settings.storage.path}: schema version {await store.version()}")
+    async def main() -> None:
+        async with await Store.open(path) as store:
+            await work(store)
 
-    return guarded(migrate)
+    return guarded(main)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    async def migrate(store: Store) -> None:
+        print(f"{store.path}: schema version {await store.version()}")
+
+    return _with_store(args, migrate, create=True)
 
 
 def _backup(args: argparse.Namespace) -> int:
-    settings = config.load(args.config, require_credentials=False)
-    logs.configure(settings.log.level, settings.log.format)
-    from monitor.store import Store  # noqa: PLC0415
-
-    async def backup() -> None:
-        async with await Store.open(settings.storage.path) as store:
-            await store.backup(args.path)
+    async def backup(store: Store) -> None:
+        await store.backup(args.path)
         print(f"backup written to {args.path}")
 
-    return guarded(backup)
+    return _with_store(args, backup)
 
 
 def _export(args: argparse.Namespace) -> int:
-    settings = config.load(args.config, require_credentials=False)
-    logs.configure(settings.log.level, settings.log.format)
-    from monitor.store import Store  # noqa: PLC0415
+    async def export(store: Store) -> None:
+        with _output(args.output) as out:
+            await _write_rows(store.export(args.since, args.until, args.agent), args.format, out)
 
-    async def export() -> None:
-        async with await Store.open(settings.storage.path) as store:
-            with _output(args.output) as out:
-                await _write_rows(
-                    store.export(args.since, args.until, args.agent), args.format, out
-                )
-
-    return guarded(export)
+    return _with_store(args, export)
 
 
 async def _write_rows(rows: AsyncIterator[ExportRow], fmt: str, out: IO[str]) -> None:

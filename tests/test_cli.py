@@ -205,6 +205,18 @@ async def test_export_backup_and_migrate(tmp_path: Path) -> None:
     assert "schema version 1" in out
 
 
+async def test_file_commands_refuse_a_missing_database(tmp_path: Path) -> None:
+    """export and backup on a database that does not exist: exit 2, nothing created."""
+    config = tmp_path / "config.toml"
+    missing = tmp_path / "nothing-here.db"
+    config.write_text(f'[storage]\npath = "{missing}"\n')
+    for args in (("export",), ("backup", str(tmp_path / "copy.db"))):
+        code, _out, err = await monitor(args[0], "--config", str(config), *args[1:])
+        assert code == 2
+        assert "no database at" in err
+    assert not missing.exists()
+
+
 async def test_demo_runs_and_stops(tmp_path: Path) -> None:
     """`monitor demo` starts both sides, prints the URLs and a summary, and stops on its own."""
     code, out, err = await monitor(
