@@ -69,6 +69,8 @@ class AgentMetrics:
         # agent in several queues counts in each, so summing over queues would double-count.
         # (agent, rule) -> line, for the stuck-agent rules firing now.
         self._stuck: dict[tuple[str, str], str] = {}
+        # Queue id -> name, when queues are read at all: lets dashboards show names.
+        self._queues: dict[str, str] = {}
         self._counts: Tally[tuple[str, str, str]] = Tally()
         self._queue_counts: Tally[tuple[str, str, str]] = Tally()
         self.durations: Histogram | None = None
@@ -135,6 +137,9 @@ class AgentMetrics:
             )
         return previous_since
 
+    def set_queue_names(self, names_by_id: Mapping[str, str]) -> None:
+        self._queues = dict(names_by_id)
+
     def set_stuck(self, agent_id: str, rule: str, firing: bool) -> None:
         """A stuck-agent rule started or stopped firing for an agent."""
         if firing and self.per_agent:
@@ -200,6 +205,18 @@ class AgentMetrics:
                 [f"genesys_agents_watched {len(self._agents)}\n"],
             ),
         ]
+        if self._queues:
+            parts.append(
+                _family(
+                    "genesys_queue_info",
+                    "gauge",
+                    "Queue names, for joins on queue_id; always 1.",
+                    (
+                        f'genesys_queue_info{{queue_id="{escape(q)}",queue_name="{escape(n)}"}} 1\n'
+                        for q, n in sorted(self._queues.items())
+                    ),
+                )
+            )
         if self.by_queue:
             parts.append(
                 _family(
@@ -431,6 +448,25 @@ class Metrics:
             ["schedule"],
             registry=r,
         )
+        # Counters appear at their first increment unless their labels are known up front; a
+        # series that starts at 0 lets rate() and increase() see its first event.
+        for reason in ("closed", "dead", "gone", "revoked"):
+            self.reconnects.labels(reason)
+        for reason in ("socket_closing", "expiry", "token"):
+            self.rollovers.labels(reason)
+        for reason in ("duplicate", "stale"):
+            self.updates_dropped.labels(reason)
+        for name in ("update", "heartbeat", "pong", "system", "invalid", "other"):
+            self.frames.labels(name)
+        for actor in ("http", "schedule", "rule"):
+            for outcome in (
+                "changed",
+                "would_change",
+                "skipped_already",
+                "skipped_interacting",
+                "failed",
+            ):
+                self.actions.labels(actor, outcome)
         self.agents_stuck = Gauge(
             "genesys_agents_stuck",
             "Agents for whom a stuck-agent rule is firing.",
@@ -461,6 +497,13 @@ class Metrics:
                 self.status_duration.labels(t.kind.value, t.from_value).observe(seconds)
 
     # --- exposition ------------------------------------------------------------------------------
+
+    def known_schedules(self, names: Sequence[str]) -> None:
+        """Start every schedule's counters at 0."""
+        for name in names:
+            self.schedule_runs.labels(name)
+            self.schedule_failures.labels(name)
+            self.schedule_agents_changed.labels(name)
 
     def render(self) -> bytes:
         return generate_latest(self.registry) + self.agents.render().encode()

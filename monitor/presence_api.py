@@ -8,7 +8,8 @@ Body (JSON object)::
 
 Answers: 200 with the outcome per agent; 400 malformed JSON or body; 401 no token; 403 wrong
 token; 413 body too large; 422 unknown presence, bad selector, or over the cap; 503 while the
-monitor is still starting. Nothing is changed unless the answer is 200.
+monitor is still starting, or when Genesys could not be asked. Nothing is changed unless the
+answer is 200.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from monitor.actions import ActionRequest, ActionResult, ActionRunner
 from monitor.core.selectors import Selector
-from monitor.errors import ActionError
+from monitor.errors import ActionError, GenesysError
 from monitor.http_auth import require_token
 from monitor.httpserver import HttpError, Request, Response, Router
 
@@ -37,6 +38,12 @@ def add_routes(router: Router, runner: ActionRunner, token: str, ready: Callable
             result = await runner.run(action)
         except ActionError as exc:
             raise HttpError(422, str(exc), code="action.refused") from None
+        except GenesysError as exc:
+            # Nothing was changed: the request failed before any write (reading the presence
+            # definitions or queue members), after the client's own retries.
+            raise HttpError(
+                503, f"Genesys did not answer: {exc}", code="genesys.unavailable"
+            ) from None
         return Response.json(result_json(result))
 
     router.add("POST", PATH, change)

@@ -223,6 +223,7 @@ def _wire_actions(d: Daemon) -> None:
     d.scheduler = Scheduler(
         schedule_config.load(s.schedules), d.actions, d.store, d.metrics, d.clock
     )
+    d.metrics.known_schedules([schedule.name for schedule in d.scheduler.schedules])
     engine = rules.RuleEngine(rules.load(s.rules, defaults=s.stuck.defaults))
     d.stuck = StuckWatcher(
         engine,
@@ -312,7 +313,7 @@ async def run(
             with_queues="queue" in s.metrics.by or d.stuck.needs_queues,
         )
         roster = await source.fetch()
-        d.stuck.engine.resolve_names(source.queue_names, {})
+        _names_known(d, source)
         ids = [a.id for a in roster]
         d.pool.check_capacity(ids)
         await _apply_roster(d, roster)
@@ -388,6 +389,12 @@ async def _when_ready(
         on_ready()
 
 
+def _names_known(d: Daemon, source: RosterSource) -> None:
+    """Queue names from the latest roster read: for the rules' selectors and the metrics."""
+    d.stuck.engine.resolve_names(source.queue_names, {})
+    d.metrics.agents.set_queue_names({qid: name for name, qid in source.queue_names.items()})
+
+
 async def _apply_roster(d: Daemon, roster: Sequence[Agent]) -> None:
     now = d.clock.now_ms()
     old = {a.id for a in d.roster}
@@ -414,7 +421,7 @@ async def _roster_loop(d: Daemon, source: RosterSource) -> None:
             joined = len({a.id for a in roster} - {a.id for a in d.roster})
             left = len({a.id for a in d.roster} - {a.id for a in roster})
             await _apply_roster(d, roster)
-            d.stuck.engine.resolve_names(source.queue_names, {})
+            _names_known(d, source)
             d.pool.update_roster([a.id for a in roster])
             log.info("roster_changed", joined=joined, left=left, agents=len(roster))
 

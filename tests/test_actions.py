@@ -220,3 +220,17 @@ async def test_cli_presence_set_and_audit(tmp_path: Path, env: dict[str, str]) -
         assert (row["agent_id"], row["to"], row["outcome"]) == (target, "TRAINING", "changed")
         assert row["actor"].startswith("http:")
         assert ":cli:" in row["actor"]
+
+
+async def test_genesys_unavailable_is_503_and_nothing_changes(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """When Genesys cannot be asked (a daily-cap 429 on the definitions read), the endpoint
+    answers 503 with a JSON error, and no agent changes."""
+    async with running(tmp_path, env=env) as run:
+        before = len(run.sim.org.truth)
+        run.sim.rate_limit_storm(7200.0, retry_after=3600)
+        response = await post(run, {"to": "Break", "select": {"agents": agents(run)[:1]}})
+        assert response.status_code == 503
+        assert "Genesys" in response.json()["error"]
+        assert len(run.sim.org.truth) == before

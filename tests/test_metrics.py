@@ -97,3 +97,20 @@ async def test_live_exposition_passes_promtool(tmp_path: Path) -> None:
     )
     output, _ = await check.communicate(text.encode())
     assert check.returncode == 0, output.decode()
+
+
+def test_queue_names_are_an_info_metric() -> None:
+    """Queue names are exported once each, for joins on queue_id."""
+    m = Metrics(by=("queue",))
+    m.agents.set_queue_names({"q1": 'Sales "EU"'})
+    text = m.render().decode()
+    assert 'genesys_queue_info{queue_id="q1",queue_name="Sales \\"EU\\""} 1' in text
+
+
+def test_known_counters_start_at_zero() -> None:
+    """Counters with known label values exist at 0 before their first event."""
+    m = Metrics()
+    m.known_schedules(["end-of-day"])
+    text = m.render().decode()
+    assert 'monitor_channel_reconnects_total{reason="dead"} 0.0' in text
+    assert 'monitor_schedule_runs_total{schedule="end-of-day"} 0.0' in text
