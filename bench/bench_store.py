@@ -16,35 +16,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
-import random
 import shutil
 import sqlite3
 import statistics
 import tempfile
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from monitor.core.model import Kind, Presence, RoutingStatus, Source, Transition
-from monitor.store import SCHEMA_VERSION, Store, Writer
+from bench.consumers import NAIVE_SCHEMA
+from bench.dbfill import CACHE, History, prefilled
+from monitor.core.model import Transition
+from monitor.store import Store, Writer
 from monitor.store.database import DEFAULT_CACHE_MIB, DEFAULT_WAL_AUTOCHECKPOINT
-from monitor.store.schema import MIGRATIONS
-
-CACHE = Path(__file__).parent / ".cache"
-DAY_MS = 86_400_000
-PRESENCES = [p.value for p in Presence]
-ROUTINGS = [r.value for r in RoutingStatus]
-
-NAIVE_SCHEMA = """
-CREATE TABLE transitions (
-    agent_id TEXT NOT NULL, kind TEXT NOT NULL, from_value TEXT, to_value TEXT NOT NULL,
-    definition_id TEXT, event_ms INTEGER NOT NULL, seen_ms INTEGER NOT NULL, source TEXT NOT NULL,
-    UNIQUE (agent_id, kind, event_ms, to_value, definition_id)
-)
-"""
 
 
 @dataclass
@@ -59,105 +44,6 @@ class Result:
     @property
     def rate(self) -> float:
         return self.transitions / self.seconds if self.seconds else 0.0
-
-
-class Org:
-    """Agents with stable ids and a last value per kind, so that generated rows look real."""
-
-    def __init__(self, agents: int, seed: int) -> None:
-        self.rng = random.Random(seed)
-        self.ids = [str(uuid.UUID(int=self.rng.getrandbits(128), version=4)) for _ in range(agents)]
-        self.definitions = {p: str(uuid.UUID(int=self.rng.getrandbits(128))) for p in PRESENCES}
-        self.last: dict[tuple[int, Kind], tuple[str, int]] = {}
-
-    def transitions(self, count: int, start_ms: int, mean_step_ms: float) -> list[Transition]:
-        rng, out, now = self.rng, [], float(start_ms)
-        for _ in range(count):
-            now += rng.expovariate(1 / mean_step_ms) if mean_step_ms else 0
-            agent = rng.randrange(len(self.ids))
-            kind = Kind.PRESENCE if rng.random() < 0.4 else Kind.ROUTING
-            value = rng.choice(PRESENCES if kind is Kind.PRESENCE else ROUTINGS)
-            previous, last_ms = self.last.get((agent, kind), (None, -1))
-            # Each agent's events of one kind have distinct times, as in Genesys.
-            event_ms = max(int(now), last_ms + 1)
-            self.last[agent, kind] = (value, event_ms)
-            out.append(
-                Transition(
-                    agent_id=self.ids[agent],
-                    kind=kind,
-                    from_value=previous,
-                    to_value=value,
-                    definition_id=self.definitions[value] if kind is Kind.PRESENCE else None,
-                    event_ms=event_ms,
-                    seen_ms=event_ms + rng.randrange(20, 400),
-                    source=Source.LIVE,
-                )
-            )
-        return out
-
-
-def prefilled(rows: int, agents: int, now_ms: int) -> Path:
-    """The cached database with `rows` transitions over the 40 days before `now_ms`."""
-    CACHE.mkdir(exist_ok=True)
-    # The schema's text is part of the name, so a cached file never outlives a schema change.
-    schema = hashlib.sha256(repr(MIGRATIONS).encode()).hexdigest()[:8]
-    path = CACHE / f"store-v{SCHEMA_VERSION}-{schema}-{rows}-{agents}.db"
-    if path.exists():
-        return path
-    started = time.perf_counter()
-    # Files cached for an older schema are of no more use.
-    for stale in CACHE.glob(f"store-v*-{rows}-{agents}*.db"):
-        stale.unlink()
-    building = path.with_name(f"{path.stem}.building.db")
-    for leftover in (Path(f"{building}-wal"), Path(f"{building}-shm")):
-        leftover.unlink(missing_ok=True)
-
-    async def create() -> None:
-        store = await Store.open(building)
-        await store.close()
-
-    asyncio.run(create())
-    org = Org(agents, seed=1)
-    conn = sqlite3.connect(building, isolation_level=None)
-    conn.execute("PRAGMA synchronous = OFF")
-    conn.execute("PRAGMA cache_size = -262144")
-    conn.executemany("INSERT INTO agents (key, id) VALUES (?, ?)", enumerate(org.ids, 1))
-    keys = {agent_id: key for key, agent_id in enumerate(org.ids, 1)}
-    start, step = now_ms - 40 * DAY_MS, 40 * DAY_MS / rows
-    done = 0
-    while done < rows:
-        batch = org.transitions(min(250_000, rows - done), start + int(done * step), step)
-        conn.execute("BEGIN")
-        conn.executemany(
-            "INSERT OR IGNORE INTO transitions (agent, kind, from_value, to_value, definition_id,"
-            " event_ms, seen_ms, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    keys[t.agent_id],
-                    t.kind.value,
-                    t.from_value,
-                    t.to_value,
-                    t.definition_id or "",
-                    t.event_ms,
-                    t.seen_ms,
-                    t.source.value,
-                )
-                for t in batch
-            ],
-        )
-        conn.execute("COMMIT")
-        done += len(batch)
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-
-    async def finish() -> None:
-        async with await Store.open(building) as store:
-            await store.rebuild_current_state()
-
-    asyncio.run(finish())
-    building.rename(path)
-    print(f"built {path.name} in {time.perf_counter() - started:.0f} s", flush=True)
-    return path
 
 
 async def through_writer(
@@ -238,8 +124,8 @@ def main() -> None:
     # "now" (ten per millisecond), the worst case for the per-agent index, whose current hour
     # then holds every row. Paced: two transitions per second of event time, a 1,000-agent
     # centre's own rate, as when history is backfilled or a backlog is written.
-    burst = Org(args.agents, seed=1).transitions(args.events, now_ms, 0.1)
-    paced = Org(args.agents, seed=2).transitions(args.events, now_ms, 500.0)
+    burst = History(args.agents, seed=1).transitions(args.events, now_ms, 0.1)
+    paced = History(args.agents, seed=2).transitions(args.events, now_ms, 500.0)
     tuning = (args.max_batch, args.cache_mib, args.wal_autocheckpoint)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(dir=CACHE, prefix="run-") as folder:

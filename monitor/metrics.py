@@ -30,7 +30,8 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from monitor import __version__
-from monitor.core.model import Agent, Kind, StatusState, Transition
+from monitor.core.model import Agent, Kind, Source, StatusState, Transition
+from monitor.metric_types import CounterChild, FastCounter, FastHistogram, HistogramChild
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -43,12 +44,24 @@ def escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+def _decrement(tally: Tally[tuple[str, str, str]], key: tuple[str, str, str]) -> None:
+    tally[key] -= 1
+    if tally[key] <= 0:
+        del tally[key]
+
+
 def _family(name: str, kind: str, help_text: str, lines: Iterable[str]) -> str:
     return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n" + "".join(lines)
 
 
 class AgentMetrics:
-    """The agent families, kept as pre-rendered lines per agent."""
+    """The agent families, kept as pre-rendered lines per agent.
+
+    A transition only records the agent's new state and marks the agent changed: the counts and
+    the agent's lines are brought up to date at the next render, once per changed agent however
+    many transitions it had. Thousands of transitions a second then cost a few dict writes each,
+    and a scrape pays only for the agents that changed since the last one.
+    """
 
     def __init__(self, *, per_agent: bool, by_division: bool, by_queue: bool) -> None:
         self.per_agent = per_agent
@@ -57,7 +70,10 @@ class AgentMetrics:
         self._agents: dict[str, Agent] = {}
         self._presence: dict[str, str] = {}
         self._routing: dict[str, str] = {}
-        self._since: dict[Kind, dict[str, int]] = {Kind.PRESENCE: {}, Kind.ROUTING: {}}
+        self._presence_since: dict[str, int] = {}
+        self._routing_since: dict[str, int] = {}
+        # Agents whose state or attributes changed since the last render.
+        self._changed: set[str] = set()
         self._lines: dict[str, dict[str, str]] = {
             "presence": {},
             "routing": {},
@@ -65,15 +81,16 @@ class AgentMetrics:
             "routing_ts": {},
             "info": {},
         }
-        # (presence, routing_status, division) -> agents; queue breakdown kept apart because an
-        # agent in several queues counts in each, so summing over queues would double-count.
         # (agent, rule) -> line, for the stuck-agent rules firing now.
         self._stuck: dict[tuple[str, str], str] = {}
         # Queue id -> name, when queues are read at all: lets dashboards show names.
         self._queues: dict[str, str] = {}
+        # (presence, routing_status, division) -> agents; queue breakdown kept apart because an
+        # agent in several queues counts in each, so summing over queues would double-count.
         self._counts: Tally[tuple[str, str, str]] = Tally()
         self._queue_counts: Tally[tuple[str, str, str]] = Tally()
-        self.durations: Histogram | None = None
+        # What each agent is counted under now: its counts key and its queues.
+        self._counted: dict[str, tuple[tuple[str, str, str], tuple[str, ...]]] = {}
 
     # --- updates ---------------------------------------------------------------------------------
 
@@ -82,59 +99,39 @@ class AgentMetrics:
         current = {a.id: a for a in agents}
         known = self._agents.keys() | self._presence.keys() | self._routing.keys()
         for agent_id in [a for a in known if a not in current]:
-            self._uncount(agent_id)
             self._presence.pop(agent_id, None)
             self._routing.pop(agent_id, None)
-            for since in self._since.values():
-                since.pop(agent_id, None)
+            self._presence_since.pop(agent_id, None)
+            self._routing_since.pop(agent_id, None)
             for key in [k for k in self._stuck if k[0] == agent_id]:
                 del self._stuck[key]
             for table in self._lines.values():
                 table.pop(agent_id, None)
+            self._changed.add(agent_id)
         for agent in agents:
-            old = self._agents.get(agent.id)
-            if old is not None and old != agent:
-                self._uncount(agent.id)
-            self._agents[agent.id] = agent
-            if old != agent:
-                self._count(agent.id)
-                if self.per_agent:
-                    self._lines["info"][agent.id] = (
-                        f'genesys_agent_info{{agent_id="{agent.id}",agent_name="{escape(agent.name)}",'
-                        f'division="{escape(agent.division_name)}",'
-                        f'department="{escape(agent.department)}"}} 1\n'
-                    )
-        self._agents = {a: self._agents[a] for a in current}
+            if self._agents.get(agent.id) == agent:
+                continue
+            self._changed.add(agent.id)
+            if self.per_agent:
+                self._lines["info"][agent.id] = (
+                    f'genesys_agent_info{{agent_id="{agent.id}",agent_name="{escape(agent.name)}",'
+                    f'division="{escape(agent.division_name)}",'
+                    f'department="{escape(agent.department)}"}} 1\n'
+                )
+        self._agents = current
 
     def set_state(self, agent_id: str, kind: Kind, value: str, since_ms: int) -> int | None:
         """The agent's current presence or routing status and since when; returns since when the
         previous one had lasted (None if there was none)."""
-        self._uncount(agent_id)
-        since = self._since[kind]
-        previous_since = since.get(agent_id)
-        since[agent_id] = since_ms
         if kind is Kind.PRESENCE:
             self._presence[agent_id] = value
+            since = self._presence_since
         else:
             self._routing[agent_id] = value
-        self._count(agent_id)
-        if not self.per_agent:
-            return previous_since
-        seconds = f"{since_ms / 1000:.3f}"
-        if kind is Kind.PRESENCE:
-            self._lines["presence"][agent_id] = (
-                f'genesys_agent_presence{{agent_id="{agent_id}",presence="{value}"}} 1\n'
-            )
-            self._lines["presence_ts"][agent_id] = (
-                f'genesys_agent_presence_changed_timestamp_seconds{{agent_id="{agent_id}"}} {seconds}\n'
-            )
-        else:
-            self._lines["routing"][agent_id] = (
-                f'genesys_agent_routing_status{{agent_id="{agent_id}",routing_status="{value}"}} 1\n'
-            )
-            self._lines["routing_ts"][agent_id] = (
-                f'genesys_agent_routing_status_changed_timestamp_seconds{{agent_id="{agent_id}"}} {seconds}\n'
-            )
+            since = self._routing_since
+        previous_since = since.get(agent_id)
+        since[agent_id] = since_ms
+        self._changed.add(agent_id)
         return previous_since
 
     def set_queue_names(self, names_by_id: Mapping[str, str]) -> None:
@@ -149,42 +146,68 @@ class AgentMetrics:
         else:
             self._stuck.pop((agent_id, rule), None)
 
-    def _key(self, agent_id: str) -> tuple[str, str] | None:
+    def _catch_up(self) -> None:
+        """Bring the counts and lines of every changed agent up to date."""
+        for agent_id in self._changed:
+            self._recount(agent_id)
+            if self.per_agent:
+                self._render_agent(agent_id)
+        self._changed.clear()
+
+    def _recount(self, agent_id: str) -> None:
+        counted = self._counted.pop(agent_id, None)
+        if counted is not None:
+            key, queues = counted
+            _decrement(self._counts, key)
+            for queue in queues:
+                _decrement(self._queue_counts, (key[0], key[1], queue))
+        agent = self._agents.get(agent_id)
         presence = self._presence.get(agent_id)
         routing = self._routing.get(agent_id)
-        if presence is None and routing is None:
-            return None
-        return presence or "UNKNOWN", routing or "UNKNOWN"
-
-    def _count(self, agent_id: str) -> None:
-        key = self._key(agent_id)
-        agent = self._agents.get(agent_id)
-        if key is None or agent is None:
+        if agent is None or (presence is None and routing is None):
             return
-        self._counts[(*key, agent.division_name if self.by_division else "")] += 1
-        if self.by_queue:
-            for queue in agent.queue_ids:
-                self._queue_counts[(*key, queue)] += 1
+        key = (
+            presence or "UNKNOWN",
+            routing or "UNKNOWN",
+            agent.division_name if self.by_division else "",
+        )
+        queues = tuple(agent.queue_ids) if self.by_queue else ()
+        self._counts[key] += 1
+        for queue in queues:
+            self._queue_counts[(key[0], key[1], queue)] += 1
+        self._counted[agent_id] = (key, queues)
 
-    def _uncount(self, agent_id: str) -> None:
-        key = self._key(agent_id)
-        agent = self._agents.get(agent_id)
-        if key is None or agent is None:
-            return
-        division_key = (*key, agent.division_name if self.by_division else "")
-        self._counts[division_key] -= 1
-        if self._counts[division_key] <= 0:
-            del self._counts[division_key]
-        if self.by_queue:
-            for queue in agent.queue_ids:
-                queue_key = (*key, queue)
-                self._queue_counts[queue_key] -= 1
-                if self._queue_counts[queue_key] <= 0:
-                    del self._queue_counts[queue_key]
+    def _render_agent(self, agent_id: str) -> None:
+        lines = self._lines
+        presence = self._presence.get(agent_id)
+        if presence is None:
+            lines["presence"].pop(agent_id, None)
+            lines["presence_ts"].pop(agent_id, None)
+        else:
+            seconds = self._presence_since[agent_id] / 1000
+            lines["presence"][agent_id] = (
+                f'genesys_agent_presence{{agent_id="{agent_id}",presence="{presence}"}} 1\n'
+            )
+            lines["presence_ts"][agent_id] = (
+                f'genesys_agent_presence_changed_timestamp_seconds{{agent_id="{agent_id}"}} {seconds:.3f}\n'
+            )
+        routing = self._routing.get(agent_id)
+        if routing is None:
+            lines["routing"].pop(agent_id, None)
+            lines["routing_ts"].pop(agent_id, None)
+        else:
+            seconds = self._routing_since[agent_id] / 1000
+            lines["routing"][agent_id] = (
+                f'genesys_agent_routing_status{{agent_id="{agent_id}",routing_status="{routing}"}} 1\n'
+            )
+            lines["routing_ts"][agent_id] = (
+                f'genesys_agent_routing_status_changed_timestamp_seconds{{agent_id="{agent_id}"}} {seconds:.3f}\n'
+            )
 
     # --- rendering -------------------------------------------------------------------------------
 
     def render(self) -> str:
+        self._catch_up()
         division = ',division="{}"' if self.by_division else ""
         parts = [
             _family(
@@ -293,24 +316,25 @@ class Metrics:
             "monitor_build_info", "Version of the monitor; always 1.", ["version"], registry=r
         )
         self.build_info.labels(__version__).set(1)
-        self.transitions = Counter(
+        # The metrics that move with every frame or transition are the cheaper kind.
+        self.transitions = FastCounter(
             "genesys_transitions_total",
             "Transitions recorded, by kind and source (live, snapshot, backfill).",
             ["kind", "source"],
-            registry=r,
+            r,
         )
-        self.status_duration = Histogram(
+        self.status_duration = FastHistogram(
             "genesys_status_duration_seconds",
             "Completed stretches in one presence or routing status, by kind and status.",
             ["kind", "status"],
-            buckets=_DURATION_BUCKETS,
-            registry=r,
+            r,
+            _DURATION_BUCKETS,
         )
-        self.frames = Counter(
+        self.frames = FastCounter(
             "monitor_frames_received_total",
             "Websocket frames received, by what they held.",
             ["frame"],
-            registry=r,
+            r,
         )
         self.updates_dropped = Counter(
             "monitor_updates_dropped_total",
@@ -318,12 +342,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
-        self.event_lag = Histogram(
+        self.event_lag = FastHistogram(
             "monitor_event_lag_seconds",
             "Time from a live event (its own timestamp) to its arrival.",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-            registry=r,
-        )
+            [],
+            r,
+            (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        ).labels()
         self.channel_up = Gauge(
             "monitor_channel_up",
             "1 when the channel slot's socket is connected, subscribed and reconciled.",
@@ -448,6 +473,8 @@ class Metrics:
             ["schedule"],
             registry=r,
         )
+        self._transition_counters: dict[tuple[Kind, Source], CounterChild] = {}
+        self._duration_children: dict[tuple[Kind, str], HistogramChild] = {}
         # Counters appear at their first increment unless their labels are known up front; a
         # series that starts at 0 lets rate() and increase() see its first event.
         for reason in ("closed", "dead", "gone", "revoked"):
@@ -487,14 +514,25 @@ class Metrics:
     def on_transition(self, transition: Transition) -> None:
         """A transition was recorded: move the agent's state and count it."""
         t = transition
-        self.transitions.labels(t.kind.value, t.source.value).inc()
+        # Label lookups are cached: labels() costs more than the rest of a transition's metrics.
+        key = (t.kind, t.source)
+        counter = self._transition_counters.get(key)
+        if counter is None:
+            counter = self._transition_counters[key] = self.transitions.labels(t.kind, t.source)
+        counter.inc()
         if t.late:
             return  # history, not the current state
         previous_since = self.agents.set_state(t.agent_id, t.kind, t.to_value, t.event_ms)
         if t.from_value is not None and previous_since is not None:
             seconds = (t.event_ms - previous_since) / 1000
             if seconds >= 0:
-                self.status_duration.labels(t.kind.value, t.from_value).observe(seconds)
+                duration_key = (t.kind, t.from_value)
+                duration = self._duration_children.get(duration_key)
+                if duration is None:
+                    duration = self._duration_children[duration_key] = self.status_duration.labels(
+                        t.kind, t.from_value
+                    )
+                duration.observe(seconds)
 
     # --- exposition ------------------------------------------------------------------------------
 

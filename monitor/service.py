@@ -17,9 +17,10 @@ import asyncio
 import contextlib
 import functools
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -29,9 +30,17 @@ from monitor.actions import ActionDeps, ActionRunner, PresenceCatalog
 from monitor.clock import Clock, SystemClock
 from monitor.config import Settings
 from monitor.core import rules
+from monitor.core.backoff import Backoff
 from monitor.core.model import Agent, Gap
 from monitor.core.tracker import Tracker
-from monitor.errors import ConfigError, GenesysError, MonitorError
+from monitor.errors import (
+    ConfigError,
+    GenesysError,
+    MonitorError,
+    RateLimited,
+    ServerError,
+    TransportError,
+)
 from monitor.genesys.api import GenesysApi, Transport
 from monitor.genesys.auth import AccessToken, TokenSource
 from monitor.genesys.channels import PoolClient, SlotDeps
@@ -47,6 +56,7 @@ from monitor.stuck import StuckWatcher
 from monitor.web import Health, WebApp
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 _DAY_S = 86_400
 ALIVE_KEY = "alive_ms"
@@ -303,16 +313,23 @@ async def run(
     log.info("http_listening", url=f"http://{server.host}:{server.port}")
     writer_task = asyncio.create_task(d.writer.run(), name="writer")
     try:
-        # Credentials first: a refused client is a configuration problem, reported at once.
-        for client in d.clients:
-            await client.tokens.get()
         source = RosterSource(
             d.clients[0].api,
             s.roster,
             page_size=s.genesys.users_page_size,
             with_queues="queue" in s.metrics.by or d.stuck.needs_queues,
         )
-        roster = await source.fetch()
+
+        async def start_up() -> list[Agent]:
+            # Credentials first: a refused client is a configuration problem, reported at once.
+            for client in d.clients:
+                await client.tokens.get()
+            return await source.fetch()
+
+        roster = await _patiently(d, stop, start_up)
+        if roster is None:
+            log.info("stopping")
+            return
         _names_known(d, source)
         ids = [a.id for a in roster]
         d.pool.check_capacity(ids)
@@ -349,6 +366,31 @@ async def run(
         with contextlib.suppress(MonitorError):
             await d.store.set_meta(ALIVE_KEY, str(d.clock.now_ms()))
         await server.close()
+
+
+async def _patiently(
+    d: Daemon, stop: asyncio.Event, attempt: Callable[[], Awaitable[T]]
+) -> T | None:
+    """`attempt()` until it succeeds, waiting out Genesys's passing failures (5xx, 429, the
+    network) with backoff, as the channels do: a restart during an outage must not end in exit
+    1. Other errors (refused credentials, a bad request) are raised at once. None if `stop` is
+    set meanwhile."""
+    backoff = Backoff(d.settings.channels.backoff_base_s, d.settings.channels.backoff_cap_s, d.rng)
+    while True:
+        try:
+            return await attempt()
+        except (ServerError, RateLimited, TransportError) as exc:
+            delay = backoff.next()
+            log.warning("start_up_failed", error=str(exc), retry_in_s=round(delay, 2))
+        pause = asyncio.ensure_future(d.clock.sleep(delay))
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({pause, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            pause.cancel()
+            stopped.cancel()
+        if stop.is_set():
+            return None
 
 
 def _first(group: BaseExceptionGroup[MonitorError]) -> MonitorError:

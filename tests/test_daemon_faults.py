@@ -10,6 +10,7 @@ import httpx
 from monitor.core.model import Kind, Presence, RoutingStatus
 from monitor.core.timefmt import parse_iso_ms
 from monitor.sim.org import Org
+from monitor.sim.server import Simulator
 from tests.daemon import Running, running, sim_settings
 from tests.metrics_util import sample
 from tests.support import eventually
@@ -134,6 +135,21 @@ async def test_starts_through_a_429_storm_and_a_5xx_burst(tmp_path: Path) -> Non
         assert sample(m, "monitor_api_rate_limited_total") >= 1
         churn(run.sim.org, random.Random(8), 20)
         await run.converged()
+
+
+async def test_start_up_outlasts_an_outage_longer_than_its_retries(tmp_path: Path) -> None:
+    """A (re)start while Genesys answers only 5xx, for longer than any one request retries, waits
+    the outage out with backoff instead of exiting, and becomes ready once Genesys is back."""
+    # Simulated time runs 200 times faster: the client's five minutes of retries take 1.5 s.
+    async with Simulator.start(sim_settings(time_factor=200)) as sim:
+        sim.server_errors(150)
+        async with running(tmp_path, simulator=sim, wait_ready=False) as run:
+            await eventually(lambda: run.daemon.ready, within=60, message="ready")
+            assert not run.task.done()
+            # Every error was served: the outage outlasted the retries of the first requests.
+            assert sim.requests["GET", "/api/v2/users"] > 150
+            churn(sim.org, random.Random(9), 10)
+            await run.converged()
 
 
 async def test_healthz_reports_what_is_missing(tmp_path: Path) -> None:

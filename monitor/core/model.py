@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Presence(StrEnum):
@@ -73,8 +74,9 @@ def normalise_status(text: str) -> str:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class Update:
+# Update and Transition are named tuples rather than frozen dataclasses: tens of thousands are
+# made a second on the ingest path, and a tuple is built in a third of the time.
+class Update(NamedTuple):
     """One presence or routing-status event for one agent, as decoded from a frame or a snapshot.
 
     `value` is the normalised system presence or routing status; `event_ms` is the event's own time
@@ -89,8 +91,7 @@ class Update:
     definition_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(NamedTuple):
     """A recorded change of one agent's presence or routing status.
 
     `from_value` is None for the first state ever seen for that agent and kind. A `late`

@@ -11,6 +11,22 @@ def parse_iso_ms(text: str) -> int:
     Accepts `Z` or a numeric offset and any number of fractional digits (truncated to the
     millisecond). Raises ValueError for anything else, including a date without a time.
     """
+    # Genesys's own form, `2024-05-14T09:03:17.067Z`, comes with every event: its hour is looked
+    # up, and only minutes, seconds and milliseconds are read here.
+    if (
+        type(text) is str
+        and len(text) == 24
+        and text[23] == "Z"
+        and text[13] == ":"
+        and text[16] == ":"
+        and text[19] == "."
+    ):
+        hour_ms = _HOURS.get(text[:13])
+        tail = text[14:16] + text[17:19] + text[20:23]
+        if hour_ms is not None and tail.isascii() and tail.isdigit():
+            minutes, seconds = int(tail[:2]), int(tail[2:4])
+            if minutes < 60 and seconds < 60:
+                return hour_ms + minutes * 60_000 + seconds * 1000 + int(tail[4:])
     # fromisoformat also takes a bare date; a Genesys timestamp always has a time.
     if not isinstance(text, str) or len(text) < 11 or ("T" not in text and " " not in text):
         raise ValueError(f"not a timestamp: {text!r}")
@@ -21,7 +37,12 @@ def parse_iso_ms(text: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     # Timedelta floor division is exact; float timestamps could be off by one millisecond.
-    return (moment - _EPOCH) // _MS
+    epoch_ms: int = (moment - _EPOCH) // _MS
+    if len(text) == 24 and text[23] == "Z" and text[19] == ".":
+        if len(_HOURS) >= _HOURS_KEPT:
+            _HOURS.clear()
+        _HOURS[text[:13]] = epoch_ms - epoch_ms % 3_600_000
+    return epoch_ms
 
 
 def format_iso_ms(epoch_ms: int) -> str:
@@ -31,4 +52,7 @@ def format_iso_ms(epoch_ms: int) -> str:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# `YYYY-MM-DDTHH` -> epoch ms of that hour (UTC), for the hours seen lately.
+_HOURS: dict[str, int] = {}
+_HOURS_KEPT = 256
 _MS = timedelta(milliseconds=1)

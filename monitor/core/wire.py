@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import json.scanner
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from monitor.core.model import Kind, Presence, RoutingStatus, Update, normalise_status
 from monitor.core.timefmt import parse_iso_ms
@@ -85,9 +85,9 @@ class ChannelGone:
     result: str
 
 
-@dataclass(frozen=True, slots=True)
-class Updates:
-    """The presence and/or routing-status updates carried by one `v2.users.{id}.*` frame."""
+class Updates(NamedTuple):
+    """The presence and/or routing-status updates carried by one `v2.users.{id}.*` frame (a
+    named tuple, like Update: one is made for every event frame)."""
 
     topic: str
     correlation_id: str | None
@@ -158,13 +158,13 @@ def parse_timestamp(text: str) -> int:
 
 def _event_ms(body: dict[str, Any], key: str, received_ms: int) -> int:
     stamp = body.get(key)
+    if type(stamp) is str:
+        return parse_timestamp(stamp)
     if stamp is None:
         # UNCONFIRMED whether modifiedDate/startTime are always sent; arrival time is the best
         # remaining estimate of when the change happened.
         return received_ms
-    if type(stamp) is not str:
-        raise DecodeError(f"{key} is not a string: {_short(stamp)}")
-    return parse_timestamp(stamp)
+    raise DecodeError(f"{key} is not a string: {_short(stamp)}")
 
 
 def _status(value: object, what: str) -> str:
@@ -200,17 +200,10 @@ def _presence(agent: str, body: dict[str, Any], date_key: str, received_ms: int)
 
 
 def _routing(agent: str, routing: dict[str, Any], received_ms: int) -> Update:
-    value = _status(routing.get("status"), "routingStatus.status")
+    value = routing.get("status")
+    if type(value) is not str or value not in _KNOWN_STATUS:
+        value = _status(value, "routingStatus.status")
     return Update(agent, Kind.ROUTING, value, _event_ms(routing, "startTime", received_ms))
-
-
-def _correlation_id(frame: dict[str, Any]) -> str | None:
-    metadata = frame.get("metadata")
-    if type(metadata) is dict:
-        correlation = metadata.get("CorrelationId")
-        if type(correlation) is str:
-            return correlation
-    return None
 
 
 def _user_frame(frame: dict[str, Any], topic: str, received_ms: int) -> Message:
@@ -222,11 +215,15 @@ def _user_frame(frame: dict[str, Any], topic: str, received_ms: int) -> Message:
         raise DecodeError(f"agent id in topic is not a UUID: {_short(topic)}")
     agent = agent.lower()
     body = _object(frame, "eventBody")
+    metadata = frame.get("metadata")
+    correlation = metadata.get("CorrelationId") if type(metadata) is dict else None
+    if type(correlation) is not str:
+        correlation = None
     updates: tuple[Update, ...]
-    if suffix == _SUFFIX_PRESENCE:
-        updates = (_presence(agent, body, "modifiedDate", received_ms),)
-    elif suffix == _SUFFIX_ROUTING:
+    if suffix == _SUFFIX_ROUTING:
         updates = (_routing(agent, _object(body, "routingStatus"), received_ms),)
+    elif suffix == _SUFFIX_PRESENCE:
+        updates = (_presence(agent, body, "modifiedDate", received_ms),)
     else:
         # The activity topic carries both states; either part may be cut (the published sample
         # lacks routingStatus), so take what is there and refuse only a frame with neither.
@@ -238,7 +235,7 @@ def _user_frame(frame: dict[str, Any], topic: str, received_ms: int) -> Message:
         if not parts:
             raise DecodeError("activity frame without presence or routingStatus")
         updates = tuple(parts)
-    return Updates(topic, _correlation_id(frame), updates)
+    return Updates(topic, correlation, updates)
 
 
 def _optional_text(body: dict[str, Any], key: str) -> str:

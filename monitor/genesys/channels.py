@@ -31,7 +31,7 @@ import structlog
 from monitor.clock import Clock
 from monitor.config import ChannelSettings
 from monitor.core.backoff import Backoff
-from monitor.core.model import Gap, Source
+from monitor.core.model import Gap, Source, Update
 from monitor.core.topics import ChannelSlot, slot_topics
 from monitor.core.wire import (
     ChannelGone,
@@ -385,51 +385,71 @@ class Slot:
         """Hand every frame of `socket` on; report how the socket ended."""
         recorder = self._d.recorder
         clock = self._clock
-        frames = self._frames
-        lag = self._d.metrics.event_lag
         signal = "closed"
         try:
-            async for text in socket.frames():
+            async for batch in socket.batches():
+                # The frames of a batch arrived together: one reading of the clock serves all.
                 now_ms = clock.now_ms()
                 self._last_frame_gauge.set(now_ms / 1000)
-                try:
-                    message = decode(text, now_ms)
-                except DecodeError as exc:
-                    frames["invalid"].inc()
-                    self._log_invalid(now_ms, str(exc), text)
-                    continue
-                if type(message) is Updates:
-                    frames["update"].inc()
-                    lag.observe(max(0, now_ms - message.updates[0].event_ms) / 1000)
+                updates, ending = self._sort(socket, batch, now_ms)
+                if updates:
                     # Awaiting the writer here is the back-pressure: a full queue stops reading.
-                    await recorder.record(message.updates, Source.LIVE, now_ms)
-                elif type(message) is Heartbeat:
-                    frames["heartbeat"].inc()
-                elif type(message) is Pong:
-                    frames["pong"].inc()
-                elif type(message) is SocketClosing:
-                    frames["system"].inc()
-                    self._signals.put_nowait(("socket_closing", socket))
-                elif type(message) is ChannelGone:
-                    frames["system"].inc()
-                    signal = "gone"
+                    await recorder.record(updates, Source.LIVE, now_ms)
+                if ending is not None:
+                    signal = ending
                     return
-                elif type(message) is SystemMessage:
-                    frames["system"].inc()
-                    if message.system_topic_type == "token_revoked":
-                        signal = "revoked"
-                        return
-                    if message.system_topic_type == "no_longer_subscribed":
-                        self._subscribed = frozenset()
-                        self._signals.put_nowait(("resubscribe", socket))
-                else:
-                    frames["other"].inc()
         finally:
             if signal == "closed":
                 log.info("socket_closed", slot=self.label, how=socket.close_reason)
             self._signals.put_nowait((signal, socket))
 
-    def _log_invalid(self, now_ms: int, error: str, text: str) -> None:
+    def _sort(
+        self, socket: Socket, batch: list[str | bytes], now_ms: int
+    ) -> tuple[list[Update], str | None]:
+        """Decode a batch of frames: the updates they carry, in order, and how the socket ends
+        if one of them ends it (frames after that one are moot)."""
+        updates: list[Update] = []
+        lag = self._d.metrics.event_lag
+        tally = dict.fromkeys(self._frames, 0)
+        ending = None
+        for text in batch:
+            try:
+                message = decode(text, now_ms)
+            except DecodeError as exc:
+                tally["invalid"] += 1
+                self._log_invalid(now_ms, str(exc), text)
+                continue
+            if type(message) is Updates:
+                tally["update"] += 1
+                lag.observe(max(0, now_ms - message.updates[0].event_ms) / 1000)
+                updates += message.updates
+            elif type(message) is Heartbeat:
+                tally["heartbeat"] += 1
+            elif type(message) is Pong:
+                tally["pong"] += 1
+            elif type(message) is SocketClosing:
+                tally["system"] += 1
+                self._signals.put_nowait(("socket_closing", socket))
+            elif type(message) is ChannelGone:
+                tally["system"] += 1
+                ending = "gone"
+                break
+            elif type(message) is SystemMessage:
+                tally["system"] += 1
+                if message.system_topic_type == "token_revoked":
+                    ending = "revoked"
+                    break
+                if message.system_topic_type == "no_longer_subscribed":
+                    self._subscribed = frozenset()
+                    self._signals.put_nowait(("resubscribe", socket))
+            else:
+                tally["other"] += 1
+        for name, count in tally.items():
+            if count:
+                self._frames[name].inc(count)
+        return updates, ending
+
+    def _log_invalid(self, now_ms: int, error: str, text: str | bytes) -> None:
         # One line a minute per slot at most: a server sending garbage must not flood the log;
         # the metric counts every frame.
         if now_ms - self._invalid_logged_ms < 60_000:

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
 
 from monitor.clock import Clock
 from monitor.core.wire import encode_ping
@@ -22,12 +24,80 @@ from monitor.errors import NotFound, TransportError
 # Genesys documents no frame size limit; presence frames are well under a kilobyte, but a
 # generous ceiling keeps a malformed giant frame from exhausting memory.
 _MAX_FRAME = 4 * 1024 * 1024
+# Frames received and not yet taken by the reader, above which the socket stops reading: the
+# server (and TCP) then hold the rest, so a slow reader costs no unbounded memory.
+_HIGH_WATER = 1024
+
+
+class _Connection(ClientConnection):
+    """websockets' client connection, with text messages collected in a list as they are parsed.
+
+    The library hands messages out one `recv()` at a time, each through futures and an assembler
+    queue, which costs more than decoding the frame. Here each message is appended to `texts` in
+    the same callback that parsed it, and the reader takes whatever has arrived in one go
+    (`Socket.batches`). Everything else (handshake, close, pings, size limits) is the library's.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.texts: list[str | bytes] = []
+        self.arrived = asyncio.Event()
+        self.lost = False
+        self._paused = False
+        # The pieces of a fragmented text message; None outside one (or inside a binary one).
+        self._fragments: list[bytes | bytearray | memoryview] | None = None
+
+    def process_event(self, event: Event) -> None:
+        if (
+            self.response is None
+            or not isinstance(event, Frame)
+            or event.opcode not in (Opcode.TEXT, Opcode.CONT, Opcode.BINARY)
+        ):
+            super().process_event(event)  # the handshake's response, pings, pongs, close
+            return
+        if event.opcode is Opcode.TEXT:
+            if not event.fin:
+                self._fragments = [event.data]
+                return
+            data = event.data
+        elif event.opcode is Opcode.CONT:
+            if self._fragments is None:
+                return  # the rest of a binary message
+            self._fragments.append(event.data)
+            if not event.fin:
+                return
+            data, self._fragments = b"".join(self._fragments), None
+        else:
+            self._fragments = None  # binary messages are skipped
+            return
+        try:
+            self.texts.append(str(data, "utf-8"))
+        except UnicodeDecodeError:
+            # Not UTF-8 after all: the frame decoder reports it as an invalid frame.
+            self.texts.append(bytes(data))
+        self.arrived.set()
+        if len(self.texts) >= _HIGH_WATER and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def take(self) -> list[str | bytes]:
+        """Every message received since the last call, oldest first."""
+        texts, self.texts = self.texts, []
+        if self._paused and not self.lost:
+            self._paused = False
+            self.transport.resume_reading()
+        return texts
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.lost = True
+        self.arrived.set()
 
 
 class Socket:
     """A connected websocket. `last_frame` is the clock's monotonic time of the last frame."""
 
-    def __init__(self, connection: ClientConnection, uri: str, clock: Clock) -> None:
+    def __init__(self, connection: _Connection, uri: str, clock: Clock) -> None:
         self._connection = connection
         self.uri = uri
         self._clock = clock
@@ -49,7 +119,7 @@ class Socket:
                     open_timeout=None,
                     close_timeout=2,
                     compression=None,
-                    max_queue=64,
+                    create_connection=_Connection,
                 )
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -58,15 +128,23 @@ class Socket:
             raise TransportError(f"websocket to {uri} refused: HTTP {status}") from None
         except (TimeoutError, OSError, WebSocketException) as exc:
             raise TransportError(f"websocket to {uri}: {exc or type(exc).__name__}") from None
+        assert isinstance(connection, _Connection)
         return cls(connection, uri, clock)
 
-    async def frames(self) -> AsyncIterator[str]:
-        """Text frames until the socket closes (for whatever reason); binary frames are skipped."""
-        with contextlib.suppress(ConnectionClosed, OSError):
-            async for message in self._connection:
+    async def batches(self) -> AsyncIterator[list[str | bytes]]:
+        """The text messages received, in arrival order, as lists of whatever arrived together,
+        until the socket closes (for whatever reason). A message that is not valid UTF-8 comes
+        as bytes; binary messages are skipped."""
+        connection = self._connection
+        while True:
+            if connection.texts:
                 self.last_frame = self._clock.monotonic()
-                if isinstance(message, str):
-                    yield message
+                yield connection.take()
+            elif connection.lost:
+                return
+            else:
+                connection.arrived.clear()
+                await connection.arrived.wait()
 
     @property
     def close_reason(self) -> str:

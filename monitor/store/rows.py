@@ -59,6 +59,26 @@ def _check_text(name: str, value: object, *, optional: bool = False) -> None:
 
 def check_transition(transition: object) -> Transition:
     """Return `transition` if it can be stored; raise ValueError naming the bad field otherwise."""
+    t = transition
+    # Every transition is checked on its way in (thousands a second): one expression settles
+    # the usual case; the field-by-field checks below only name what is wrong.
+    if (
+        type(t) is Transition
+        and type(t.agent_id) is str
+        and t.agent_id
+        and type(t.to_value) is str
+        and t.to_value
+        and (t.from_value is None or (type(t.from_value) is str and t.from_value))
+        and (t.definition_id is None or (type(t.definition_id) is str and t.definition_id))
+        and type(t.kind) is Kind
+        and type(t.source) is Source
+        and type(t.event_ms) is int
+        and 0 <= t.event_ms <= _MAX_MS
+        and type(t.seen_ms) is int
+        and 0 <= t.seen_ms <= _MAX_MS
+        and type(t.late) is bool
+    ):
+        return t
     if not isinstance(transition, Transition):
         raise ValueError(f"expected a Transition, not {type(transition).__name__}")
     _check_text("agent_id", transition.agent_id)

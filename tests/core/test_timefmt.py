@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.core.timefmt import format_iso_ms, parse_iso_ms
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def test_genesys_form() -> None:
@@ -34,3 +38,28 @@ def test_round_trip(epoch_ms: int) -> None:
     text = format_iso_ms(epoch_ms)
     assert text.endswith("Z")
     assert parse_iso_ms(text) == epoch_ms
+
+
+@given(
+    st.integers(min_value=0, max_value=253_402_300_799_999),
+    st.integers(min_value=14, max_value=22),
+    st.characters(codec="utf-8"),
+)
+def test_genesys_form_with_one_character_changed(epoch_ms: int, at: int, char: str) -> None:
+    """Changing one character of the minutes, seconds or milliseconds of a Genesys timestamp
+    gives what the standard parser gives, or the same ValueError: the fast path for that form
+    accepts nothing the standard parser would refuse."""
+    text = format_iso_ms(epoch_ms)
+    parse_iso_ms(text)  # its hour is now known, so the fast path is taken below
+    changed = text[:at] + char + text[at + 1 :]
+    try:
+        expected: int | None = (datetime.fromisoformat(changed) - EPOCH) // timedelta(
+            milliseconds=1
+        )
+    except ValueError:
+        expected = None
+    if expected is None:
+        with pytest.raises(ValueError, match=r"."):  # whatever the standard parser says
+            parse_iso_ms(changed)
+    else:
+        assert parse_iso_ms(changed) == expected

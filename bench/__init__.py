@@ -1,0 +1,1 @@
+"""Benchmarks and chaos runs; see bench/README.md."""
