@@ -44,6 +44,13 @@ def escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+# Line kind -> the per-agent family and its label for the value.
+_STATE_FAMILIES = {
+    "presence": ("genesys_agent_presence", "presence"),
+    "routing": ("genesys_agent_routing_status", "routing_status"),
+}
+
+
 def _decrement(tally: Tally[tuple[str, str, str]], key: tuple[str, str, str]) -> None:
     tally[key] -= 1
     if tally[key] <= 0:
@@ -179,29 +186,20 @@ class AgentMetrics:
 
     def _render_agent(self, agent_id: str) -> None:
         lines = self._lines
-        presence = self._presence.get(agent_id)
-        if presence is None:
-            lines["presence"].pop(agent_id, None)
-            lines["presence_ts"].pop(agent_id, None)
-        else:
-            seconds = self._presence_since[agent_id] / 1000
-            lines["presence"][agent_id] = (
-                f'genesys_agent_presence{{agent_id="{agent_id}",presence="{presence}"}} 1\n'
-            )
-            lines["presence_ts"][agent_id] = (
-                f'genesys_agent_presence_changed_timestamp_seconds{{agent_id="{agent_id}"}} {seconds:.3f}\n'
-            )
-        routing = self._routing.get(agent_id)
-        if routing is None:
-            lines["routing"].pop(agent_id, None)
-            lines["routing_ts"].pop(agent_id, None)
-        else:
-            seconds = self._routing_since[agent_id] / 1000
-            lines["routing"][agent_id] = (
-                f'genesys_agent_routing_status{{agent_id="{agent_id}",routing_status="{routing}"}} 1\n'
-            )
-            lines["routing_ts"][agent_id] = (
-                f'genesys_agent_routing_status_changed_timestamp_seconds{{agent_id="{agent_id}"}} {seconds:.3f}\n'
+        for kind, values, since in (
+            ("presence", self._presence, self._presence_since),
+            ("routing", self._routing, self._routing_since),
+        ):
+            value = values.get(agent_id)
+            if value is None:
+                lines[kind].pop(agent_id, None)
+                lines[f"{kind}_ts"].pop(agent_id, None)
+                continue
+            family, label = _STATE_FAMILIES[kind]
+            lines[kind][agent_id] = f'{family}{{agent_id="{agent_id}",{label}="{value}"}} 1\n'
+            lines[f"{kind}_ts"][agent_id] = (
+                f'{family}_changed_timestamp_seconds{{agent_id="{agent_id}"}}'
+                f" {since[agent_id] / 1000:.3f}\n"
             )
 
     # --- rendering -------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import structlog
 
 from monitor.actions import ActionRequest, ActionRunner
 from monitor.clock import Clock
-from monitor.core.model import Agent, Kind
+from monitor.core.model import Agent
 from monitor.core.rules import RuleEngine, RuleEvent
 from monitor.core.selectors import Selector
 from monitor.core.tracker import Tracker
@@ -59,11 +59,8 @@ class StuckWatcher:
 
     async def evaluate(self) -> list[RuleEvent]:
         """One evaluation of every rule for every watched agent."""
-        tracker = self._tracker
-        rows = [
-            (agent, tracker.state(agent.id, Kind.PRESENCE), tracker.state(agent.id, Kind.ROUTING))
-            for agent in self._roster()
-        ]
+        both = self._tracker.both
+        rows = [(agent, *both(agent.id)) for agent in self._roster()]
         events = self.engine.evaluate(self._clock.now_ms(), rows, self._zones)
         self.recent.extend(events)
         for event in events:

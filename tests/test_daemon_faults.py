@@ -152,6 +152,40 @@ async def test_start_up_outlasts_an_outage_longer_than_its_retries(tmp_path: Pat
             await run.converged()
 
 
+async def test_a_socket_lost_while_behind_opens_its_gap_when_it_fell_behind(
+    tmp_path: Path,
+) -> None:
+    """Frames queued for a socket that is behind are lost when it drops; the gap begins as far
+    back as the socket was behind, so every change lost lies inside it, and the snapshot after
+    it brings the final state."""
+    async with running(tmp_path, sim_settings(time_factor=20)) as run:
+        org = run.sim.org
+        # Simulated seconds: each frame sits 15 s in the queue (less than the silence after which
+        # the daemon pings, since pongs wait in the same queue).
+        run.sim.delay_frames(15.0)
+        churn(org, random.Random(11), 5)
+        await eventually(lambda: run.daemon.pool.slots and _lag_seen(run), within=20)
+        churn(org, random.Random(12), 20)
+        queued = set(org.truth[-20:])
+        dropped_ms = run.sim.clock.now_ms()
+        run.sim.delay_frames(0.0)
+        run.sim.drop_all_sockets()
+        await run.converged()
+        gaps = await run.daemon.store.gaps()
+        assert gaps, "the drop was recorded as a gap"
+        start = min(g.start_ms for g in gaps)
+        assert start <= dropped_ms - 10_000, "the gap begins where the socket fell behind"
+        lost = [c for c in queued if c.is_transition]
+        assert all(start <= c.event_ms for c in lost)
+
+
+def _lag_seen(run: Running) -> bool:
+    return sample(run.daemon.metrics, "monitor_event_lag_seconds_count") > 0 and (
+        sample(run.daemon.metrics, "monitor_event_lag_seconds_bucket", le="10.0")
+        < sample(run.daemon.metrics, "monitor_event_lag_seconds_count")
+    )
+
+
 async def test_healthz_reports_what_is_missing(tmp_path: Path) -> None:
     """/healthz is 503 with reasons while a channel stays down too long, 200 when all is well."""
     async with (

@@ -110,9 +110,9 @@ class Transition(NamedTuple):
     late: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class StatusState:
-    """What we know of one agent's presence or routing status.
+class StatusState(NamedTuple):
+    """What we know of one agent's presence or routing status (a named tuple: the stuck rules
+    read every agent's, every few seconds).
 
     `since_ms` is when the current value began; `watermark_ms` is the newest event time applied,
     so that older events can be recognised as stale even when they carried no change.

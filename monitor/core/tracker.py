@@ -147,6 +147,16 @@ class Tracker:
         entry = self._table(kind).get(agent_id)
         return None if entry is None else StatusState(*entry[:4])
 
+    def both(self, agent_id: str) -> tuple[StatusState | None, StatusState | None]:
+        """The agent's presence and routing status, as `state` gives each (for reading every
+        agent at once, as the stuck rules do every few seconds)."""
+        presence = self._presence.get(agent_id)
+        routing = self._routing.get(agent_id)
+        return (
+            None if presence is None else StatusState(*presence[:4]),
+            None if routing is None else StatusState(*routing[:4]),
+        )
+
     def states(self) -> Iterator[tuple[tuple[str, Kind], StatusState]]:
         """Every known state, presence first; the shape `load()` takes back."""
         for kind, table in ((Kind.PRESENCE, self._presence), (Kind.ROUTING, self._routing)):

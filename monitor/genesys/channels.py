@@ -68,6 +68,12 @@ class PoolClient:
     rollover_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+# How far behind a socket may be, at a planned switch to a new one, before what it had not
+# delivered is recorded as a gap: less is the ordinary delay of a frame on its way, or a
+# difference between Genesys's clock and ours.
+_BEHIND_MS = 5000
+
+
 @dataclass(frozen=True)
 class SlotDeps:
     recorder: Recorder
@@ -106,6 +112,8 @@ class Slot:
         self.subscribed_once = asyncio.Event()
         self.up = False
         self.down_since_ms: int | None = None
+        # How far behind the current socket's events were, at the last one it delivered.
+        self._lag_ms = 0
         self._down_reason = "start"
         self._up_since = 0.0
         self._rollover_not_before_ms = 0
@@ -287,20 +295,28 @@ class Slot:
     def _set_up(self, socket: Socket, delivering_ms: int | None = None) -> None:
         """The slot delivers again: since `delivering_ms` (subscribed on an open socket), with
         what came before read by a snapshot."""
+        now = self._clock.now_ms()
+        end = now if delivering_ms is None else delivering_ms
+        if self.up and self._lag_ms > _BEHIND_MS:
+            # A planned switch (socket_closing, rollover) while the old socket was behind: what
+            # it had not delivered yet goes with it, and the snapshot just read covers it.
+            self._record_gap(now - self._lag_ms, max(end, now - self._lag_ms), "behind")
         self._socket = socket
         self.up = True
         self._up_since = self._clock.monotonic()
         self.client.connected.add(self.key)
         self._up_gauge.set(1)
         if self.down_since_ms is not None and self.ever_up.is_set():
-            end = self._clock.now_ms() if delivering_ms is None else delivering_ms
             self._record_gap(self.down_since_ms, max(end, self.down_since_ms), self._down_reason)
         self.down_since_ms = None
+        self._lag_ms = 0
         self.ever_up.set()
 
     def _set_down(self, reason: str) -> None:
         if self.up or self.down_since_ms is None:
-            self.down_since_ms = self._clock.now_ms()
+            # Not from now but from as far behind as the socket's events were: events queued for
+            # a socket that was behind are lost with it.
+            self.down_since_ms = self._clock.now_ms() - self._lag_ms
             self._down_reason = reason
         self.up = False
         self.client.connected.discard(self.key)
@@ -392,6 +408,8 @@ class Slot:
                 now_ms = clock.now_ms()
                 self._last_frame_gauge.set(now_ms / 1000)
                 updates, ending = self._sort(socket, batch, now_ms)
+                if socket is self._socket:
+                    self._note_lag(updates, now_ms)
                 if updates:
                     # Awaiting the writer here is the back-pressure: a full queue stops reading.
                     await recorder.record(updates, Source.LIVE, now_ms)
@@ -402,6 +420,13 @@ class Slot:
             if signal == "closed":
                 log.info("socket_closed", slot=self.label, how=socket.close_reason)
             self._signals.put_nowait((signal, socket))
+
+    def _note_lag(self, updates: list[Update], now_ms: int) -> None:
+        """How far behind the socket is: Genesys queues a socket's frames in order, so the newest
+        event just read tells how old the queue's head is. A quiet socket keeps the last figure
+        (frames without a time, heartbeats, say nothing of it)."""
+        if updates:
+            self._lag_ms = max(0, now_ms - max(u.event_ms for u in updates))
 
     def _sort(
         self, socket: Socket, batch: list[str | bytes], now_ms: int

@@ -38,9 +38,11 @@ T = TypeVar("T")
 # Page cache of the writing connection, in MiB. Measured with bench/bench_store.py on two million
 # transitions (a 300 MiB file: table 143 MiB, natural-key index 111 MiB, per-agent index 46 MiB):
 # inserts run as fast with 8 MiB as with 256 MiB, because they touch only the right edges of the
-# table and of the natural-key index and the current hour of the per-agent index. 64 MiB holds
-# those, the whole per-agent index and the upper levels of the natural-key index, for the reads.
-DEFAULT_CACHE_MIB = 64
+# table and of the natural-key index and the current hour of the per-agent index. The cache is
+# the largest single part of the daemon's resident memory once the file outgrows it (the chaos
+# run: 64 MiB of 220 at 5,000 agents), and reads of past days go to the report cache, so it is
+# kept small; the operating system's file cache serves the rest.
+DEFAULT_CACHE_MIB = 16
 # Pages of WAL before an automatic checkpoint (SQLite's default is 1,000). A commit of a large
 # batch dirties hundreds of pages, and with the default nearly every such commit would pay for a
 # checkpoint and its fsyncs; checkpointing less often also copies each hot page back once for
