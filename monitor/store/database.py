@@ -132,7 +132,7 @@ class Database:
         with translate(f"cannot open {self.path}"):
             await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
             # The first statement that reads the file: a file that is not SQLite fails here.
-            mode = await scalar(conn, "PRAGMA journal_mode = WAL")
+            mode = await self._enter_wal(conn)
             await conn.execute("PRAGMA synchronous = NORMAL")
             await conn.execute("PRAGMA foreign_keys = ON")
             await conn.execute(f"PRAGMA cache_size = -{int(cache_mib) * 1024}")
@@ -143,6 +143,20 @@ class Database:
                 f"cannot open {self.path}: SQLite refused WAL mode (journal_mode is {mode}); "
                 "the database must be on a local file system"
             )
+
+    async def _enter_wal(self, conn: aiosqlite.Connection) -> Any:
+        """`PRAGMA journal_mode = WAL`, retried while another connection holds the file: on a
+        new file the switch needs an exclusive lock and SQLite answers "locked" at once rather
+        than wait (two processes starting on the same new file)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._busy_timeout_ms / 1000
+        while True:
+            try:
+                return await scalar(conn, "PRAGMA journal_mode = WAL")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(0.02)
 
     async def _migrate(self) -> None:
         conn = self._open_conn()
