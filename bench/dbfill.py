@@ -84,19 +84,8 @@ def prefilled(
     # Files cached for an older schema or an older end of history are of no more use.
     for stale in CACHE.glob(f"store-v*-{rows}-{count}-{who}-*.db"):
         stale.unlink()
-    building = path.with_name(f"{stem}.building.db")
-    for leftover in (building, Path(f"{building}-wal"), Path(f"{building}-shm")):
-        leftover.unlink(missing_ok=True)
-
-    async def create() -> None:
-        store = await Store.open(building)
-        await store.close()
-
-    asyncio.run(create())
     history = History(agents, seed=1, ids=ids)
-    conn = sqlite3.connect(building, isolation_level=None)
-    conn.execute("PRAGMA synchronous = OFF")
-    conn.execute("PRAGMA cache_size = -262144")
+    building, conn = start_building(path)
     conn.executemany("INSERT INTO agents (key, id) VALUES (?, ?)", enumerate(history.ids, 1))
     keys = {agent_id: key for key, agent_id in enumerate(history.ids, 1)}
     start, step = end_ms - days * DAY_MS, days * DAY_MS / rows
@@ -123,6 +112,31 @@ def prefilled(
         )
         conn.execute("COMMIT")
         done += len(batch)
+    finish_building(conn, building, path)
+    print(f"built {path.name} in {time.perf_counter() - started:.0f} s", flush=True)
+    return path
+
+
+def start_building(path: Path) -> tuple[Path, sqlite3.Connection]:
+    """A fresh file beside `path`, with the monitor's schema, and a connection to it that
+    trades safety for speed (the file is only renamed to `path` once complete)."""
+    building = path.with_name(path.stem + ".building.db")
+    for leftover in (building, Path(f"{building}-wal"), Path(f"{building}-shm")):
+        leftover.unlink(missing_ok=True)
+
+    async def create() -> None:
+        store = await Store.open(building)
+        await store.close()
+
+    asyncio.run(create())
+    conn = sqlite3.connect(building, isolation_level=None)
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("PRAGMA cache_size = -262144")
+    return building, conn
+
+
+def finish_building(conn: sqlite3.Connection, building: Path, path: Path) -> None:
+    """Close the file `start_building` made, derive its current state, and put it at `path`."""
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
 
@@ -132,8 +146,6 @@ def prefilled(
 
     asyncio.run(finish())
     building.rename(path)
-    print(f"built {path.name} in {time.perf_counter() - started:.0f} s", flush=True)
-    return path
 
 
 def copy_database(source: Path, target: Path) -> Path:

@@ -21,7 +21,6 @@ import hashlib
 import json
 import random
 import shutil
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bench.dbfill import finish_building, start_building
 from monitor.core.statustime import day_start_ms
 from monitor.store import SCHEMA_VERSION, Store
 from monitor.store.agent_day import agent_timeline
@@ -119,19 +119,8 @@ def build(agents: int, days: int) -> Path:
     if path.exists():
         return path
     started = time.perf_counter()
-    building = path.with_name(path.stem + ".building.db")
-    for leftover in (building, Path(f"{building}-wal"), Path(f"{building}-shm")):
-        leftover.unlink(missing_ok=True)
-
-    async def create() -> None:
-        store = await Store.open(building)
-        await store.close()
-
-    asyncio.run(create())
     rows, people = _generate(agents, days, seed=1)
-    conn = sqlite3.connect(building, isolation_level=None)
-    conn.execute("PRAGMA synchronous = OFF")
-    conn.execute("PRAGMA cache_size = -262144")
+    building, conn = start_building(path)
     conn.execute("BEGIN")
     conn.executemany(
         "INSERT INTO agents (key, id, name, division_id, division_name, queue_ids, state)"
@@ -163,15 +152,7 @@ def build(agents: int, days: int) -> Path:
     gaps.append(("*", outage, outage + 20 * MINUTE, "monitor not running", "[]"))
     conn.executemany("INSERT OR IGNORE INTO gaps VALUES (NULL, ?, ?, ?, ?, ?)", gaps)
     conn.execute("COMMIT")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-
-    async def finish() -> None:
-        async with await Store.open(building) as store:
-            await store.rebuild_current_state()
-
-    asyncio.run(finish())
-    building.rename(path)
+    finish_building(conn, building, path)
     print(f"built {path.name}: {len(rows):,} transitions in {time.perf_counter() - started:.0f} s")
     return path
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -47,14 +48,28 @@ class HistogramChild:
         self.sum += value
 
 
-class _Family(Collector):
+C = TypeVar("C", CounterChild, HistogramChild)
+
+
+class _Family(Collector, Generic[C]):
     def __init__(
         self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
     ) -> None:
         self._name = name
         self._documentation = documentation
         self._labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], C] = {}
         registry.register(self)
+
+    def labels(self, *values: str) -> C:
+        key = self._check(values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._new_child()
+        return child
+
+    def _new_child(self) -> C:
+        raise NotImplementedError
 
     def _empty(self) -> Metric:
         raise NotImplementedError
@@ -69,21 +84,16 @@ class _Family(Collector):
         return tuple(str(v) for v in values)
 
 
-class FastCounter(_Family):
+class FastCounter(_Family[CounterChild]):
     """A labelled counter (exposed as `<name>_total`)."""
 
     def __init__(
         self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
     ) -> None:
-        self._children: dict[tuple[str, ...], CounterChild] = {}
         super().__init__(name.removesuffix("_total"), documentation, labelnames, registry)
 
-    def labels(self, *values: str) -> CounterChild:
-        key = self._check(values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = CounterChild()
-        return child
+    def _new_child(self) -> CounterChild:
+        return CounterChild()
 
     def _empty(self) -> CounterMetricFamily:
         return CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
@@ -95,7 +105,7 @@ class FastCounter(_Family):
         yield family
 
 
-class FastHistogram(_Family):
+class FastHistogram(_Family[HistogramChild]):
     """A labelled histogram with fixed buckets."""
 
     def __init__(
@@ -110,15 +120,10 @@ class FastHistogram(_Family):
         if list(bounds) != sorted(set(bounds)) or not bounds:
             raise ValueError("buckets must be increasing and not empty")
         self._bounds = bounds
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
         super().__init__(name, documentation, labelnames, registry)
 
-    def labels(self, *values: str) -> HistogramChild:
-        key = self._check(values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = HistogramChild(self._bounds)
-        return child
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self._bounds)
 
     def _empty(self) -> HistogramMetricFamily:
         return HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)

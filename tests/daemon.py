@@ -21,6 +21,17 @@ from monitor.sim.server import Simulator
 from monitor.sim.settings import SimSettings
 from tests.support import eventually, scaled
 
+# One stuck-agent rule that fires quickly: an agent on Break for a second.
+BREAK_RULE = """
+[stuck]
+defaults = false
+evaluate_every_s = 0.05
+[[rules]]
+name = "break_test"
+presence = ["Break"]
+threshold = "1s"
+"""
+
 
 def sim_settings(**overrides: Any) -> SimSettings:
     """A small org, no rate limit unless asked: fast tests."""

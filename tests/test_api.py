@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from monitor.core.model import Kind, Presence, RoutingStatus
-from tests.daemon import Running, running
+from tests.daemon import BREAK_RULE, Running, running
 from tests.support import eventually
 
 TOKEN = "read-only-token"
@@ -171,16 +171,7 @@ async def test_token_is_required_when_configured(
 
 async def test_daemon_view_reports_rules_firing(tmp_path: Path) -> None:
     """The stuck rules firing for an agent appear in its state."""
-    rules = """
-[stuck]
-defaults = false
-evaluate_every_s = 0.05
-[[rules]]
-name = "break_test"
-presence = ["Break"]
-threshold = "1s"
-"""
-    async with running(tmp_path, toml=rules) as run:
+    async with running(tmp_path, toml=BREAK_RULE) as run:
         agent = next(iter(run.sim.org.agents))
         run.sim.org.set_system_presence(agent, Presence.BREAK, cause="test")
 

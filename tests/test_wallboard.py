@@ -18,7 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from monitor import wallboard
 from monitor.core.model import Kind, Presence, Source, Update
-from tests.daemon import Running, running
+from tests.daemon import BREAK_RULE, Running, running
 from tests.support import eventually, scaled
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -323,16 +323,7 @@ async def test_status_change_shows_on_the_page_within_two_seconds(tmp_path: Path
 
 async def test_filters_from_the_url_and_stuck_agents_first(tmp_path: Path) -> None:
     """`?division=` limits the tiles; a stuck agent is highlighted, labelled and shown first."""
-    rules = """
-[stuck]
-defaults = false
-evaluate_every_s = 0.05
-[[rules]]
-name = "break_test"
-presence = ["Break"]
-threshold = "1s"
-"""
-    async with running(tmp_path, toml=rules) as run, chromium(tmp_path) as browser:
+    async with running(tmp_path, toml=BREAK_RULE) as run, chromium(tmp_path) as browser:
         wallboard.mount(run.daemon, refresh_s=0.2)
         await run.converged()
         roster = run.daemon.roster
