@@ -5,6 +5,10 @@ Genesys keeps no backlog for a channel that was not delivering (GENESYS.md 7), s
 (re)subscription the agents of that channel are read again. Requests from channels that come up
 together (a cold start, a maintenance window closing every socket) are merged into one snapshot:
 reading the whole roster page by page costs far fewer calls than reading it channel by channel.
+
+A request does not wait for a snapshot already running: a change made after its channel came up
+and overwritten before the snapshot reads it would be lost for good. Up to `_ROUNDS` snapshots run
+at once, each with the requests that arrived before it began; the request budget paces them all.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ log = structlog.get_logger(__name__)
 EXPAND = ("presence", "routingStatus")
 # Above this share of the roster, paging through every user is cheaper than asking by id.
 _PAGE_ALL_SHARE = 0.5
+# Snapshots running at once; requests beyond wait, merged, for the first to end.
+_ROUNDS = 4
 
 
 class Reconciler:
@@ -81,29 +87,41 @@ class Reconciler:
         await future
 
     async def run(self) -> None:
-        """Serve merged requests until cancelled."""
-        while True:
-            await self._wake.wait()
-            await self._released.wait()
-            # Requests arriving within the merge window join this snapshot.
-            await self._clock.sleep(self._merge_window_s)
-            self._wake.clear()
-            agents, self._pending = self._pending, set()
-            waiters, self._waiters = self._waiters, []
-            try:
-                await self.snapshot(agents)
-            except asyncio.CancelledError:
-                for waiter in waiters:
-                    waiter.cancel()
-                raise
-            except Exception as exc:
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_exception(exc)
-            else:
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
+        """Serve merged requests until cancelled (which cancels the snapshots running)."""
+        rounds = asyncio.Semaphore(_ROUNDS)
+        async with asyncio.TaskGroup() as group:
+            while True:
+                await self._wake.wait()
+                await self._released.wait()
+                # Requests arriving within the merge window, or while every round is busy, join
+                # this snapshot.
+                await self._clock.sleep(self._merge_window_s)
+                await rounds.acquire()
+                self._wake.clear()
+                agents, self._pending = self._pending, set()
+                waiters, self._waiters = self._waiters, []
+                group.create_task(self._round(agents, waiters, rounds), name="snapshot")
+
+    async def _round(
+        self, agents: set[str], waiters: list[asyncio.Future[None]], rounds: asyncio.Semaphore
+    ) -> None:
+        """One snapshot; its outcome goes to the requests it serves, never up to run()."""
+        try:
+            await self.snapshot(agents)
+        except asyncio.CancelledError:
+            for waiter in waiters:
+                waiter.cancel()
+            raise
+        except Exception as exc:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+        else:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        finally:
+            rounds.release()
 
     async def snapshot(self, agent_ids: Collection[str]) -> int:
         """Read and record the state of `agent_ids` now; returns the transitions it made.
@@ -119,12 +137,14 @@ class Reconciler:
             watched = self.watched | wanted
             async for page in api.user_pages(self._page_size, expand=EXPAND):
                 made += await self._record([u for u in page if u.agent.id in watched], seen)
-        else:
-            ordered = sorted(wanted)
-            for i in range(0, len(ordered), USERS_BY_ID_BATCH):
-                batch = ordered[i : i + USERS_BY_ID_BATCH]
-                users = await api.users_by_id(batch, expand=EXPAND)
-                made += await self._record([u for u in users if u.agent.id in wanted], seen)
+        # By id: the agents asked for, or those the pages missed. Paging is by offset, so a user
+        # who leaves the listing meanwhile moves every later user one place back, and the first
+        # of the next page is never shown.
+        rest = sorted(wanted - seen)
+        for i in range(0, len(rest), USERS_BY_ID_BATCH):
+            batch = rest[i : i + USERS_BY_ID_BATCH]
+            users = await api.users_by_id(batch, expand=EXPAND)
+            made += await self._record([u for u in users if u.agent.id in wanted], seen)
         if wanted - seen:
             log.info("snapshot_users_missing", count=len(wanted - seen))
         self._metrics.snapshots.inc()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 
 import httpx
 
-from monitor.core.model import Kind, Presence, RoutingStatus
+from monitor.core.model import Gap, Kind, Presence, RoutingStatus, Source, Transition
 from monitor.core.timefmt import parse_iso_ms
 from monitor.sim.org import Org
 from monitor.sim.server import Simulator
@@ -179,6 +180,110 @@ async def test_a_socket_lost_while_behind_opens_its_gap_when_it_fell_behind(
         assert all(start <= c.event_ms for c in lost)
 
 
+async def test_a_socket_lost_while_its_slot_is_busy_opens_its_gap_when_it_was_lost(
+    tmp_path: Path,
+) -> None:
+    """A channel that expires while its slot is busy (reconciling a socket_closing through a 429
+    storm) opens its gap when the socket was lost, not when the slot got round to it, so the
+    changes made in between lie inside the gap."""
+    async with running(tmp_path, sim_settings(time_factor=20)) as run:
+        sim = run.sim
+        channels = sim.notifications.channels
+        first = {c.id: c.socket for c in channels.all()}
+        # Simulated seconds: the snapshot after the socket_closing waits out the storm.
+        sim.rate_limit_storm(60.0, retry_after=20)
+        sim.socket_closing()
+        await eventually(
+            lambda: all(c.socket not in (None, first.get(c.id)) for c in channels.all()),
+            message="new sockets connected",
+        )
+        lost_ms = sim.clock.now_ms()
+        sim.expire_channels()
+        # A simulated second on: what the socket had on its way when it was lost is the
+        # transport's, not the slot's.
+        await sim.clock.sleep(1.0)
+        churn(sim.org, random.Random(13), 10)
+        changed = [c for c in sim.org.truth[-10:] if c.is_transition]
+        await run.converged(within=20)
+
+        async def gone_gaps() -> list[Gap]:
+            return [g for g in await run.daemon.store.gaps() if g.reason == "gone"]
+
+        await eventually(gone_gaps, within=20, message="the expiry was recorded as a gap")
+        gone = await gone_gaps()
+        assert max(g.start_ms for g in gone) <= lost_ms + 2_000, "the gap begins at the loss"
+        assert all(any(g.start_ms <= c.event_ms <= g.end_ms for g in gone) for c in changed), (
+            "every change after the loss lies inside the gap"
+        )
+
+
+async def test_a_channel_lost_while_its_slot_rolls_over_opens_a_gap(tmp_path: Path) -> None:
+    """A channel that dies while its slot rolls over to a new one (the loss waits for the
+    rollover, and is moot after it) opens a gap from the loss to when the new channel delivers,
+    so the changes made in between lie inside a gap, which the rollover's snapshot closes."""
+    async with running(
+        tmp_path,
+        sim_settings(time_factor=20, channel_ttl_s=300),
+        MONITOR_CHANNELS__ROLLOVER_BEFORE_EXPIRY_S="200",
+    ) as run:
+        sim = run.sim
+        (channel,) = sim.notifications.channels.all()
+        due_ms = channel.expires_ms - 200_000
+        # Simulated seconds: the rollover's new channel waits out a storm that begins before it.
+        await sim.clock.sleep(max(0.0, (due_ms - sim.clock.now_ms()) / 1000 - 5))
+        sim.rate_limit_storm(60.0, retry_after=20)
+        await sim.clock.sleep(10.0)
+        (slot,) = run.daemon.pool.slots.values()
+        assert slot.channel_id == channel.id, "still rolling over"
+        lost_ms = sim.clock.now_ms()
+        sim.expire_channels(channel.id)
+        await sim.clock.sleep(1.0)
+        churn(sim.org, random.Random(14), 10)
+        changed = [c for c in sim.org.truth[-10:] if c.is_transition]
+        await run.converged(within=20)
+
+        async def covering() -> list[Gap]:
+            return [
+                g
+                for g in await run.daemon.store.gaps()
+                if g.start_ms <= lost_ms + 2_000
+                and all(g.start_ms <= c.event_ms <= g.end_ms for c in changed)
+            ]
+
+        await eventually(covering, within=20, message="a gap from the loss covers the changes")
+
+
+async def test_a_user_leaving_while_a_snapshot_pages_hides_no_other(tmp_path: Path) -> None:
+    """Offset paging skips a user when one listed before it leaves mid-snapshot; the snapshot
+    reads whoever the pages missed by id, so the change it alone could recover is recorded."""
+    async with running(
+        tmp_path, sim_settings(agents=250), MONITOR_GENESYS__USERS_PAGE_SIZE="100"
+    ) as run:
+        sim = run.sim
+        listed = sorted(sim.org.agents.values(), key=lambda a: (a.name.lower(), a.id))
+        leaver, skipped = listed[0].id, listed[100].id
+        left: list[str] = []
+
+        def leave_after_first_page(transition: Transition) -> None:
+            if transition.source is Source.SNAPSHOT and not left:
+                left.append(leaver)
+                sim.deactivate(leaver)
+
+        run.daemon.recorder.listen(leave_after_first_page)
+        sim.drop_all_sockets()
+        # Made while no socket delivers: only the snapshot can see them. The first gives the
+        # first page a transition, the moment the leaver leaves.
+        sim.org.set_routing(listed[1].id, RoutingStatus.INTERACTING, cause="test", force=True)
+        sim.org.set_routing(skipped, RoutingStatus.INTERACTING, cause="test", force=True)
+        await eventually(lambda: left, within=10, message="the first page was recorded")
+
+        def recorded() -> bool:
+            state = run.daemon.recorder.tracker.state(skipped, Kind.ROUTING)
+            return state is not None and state.value == RoutingStatus.INTERACTING.value
+
+        await eventually(recorded, within=10, message="the skipped user's change was recorded")
+
+
 def _lag_seen(run: Running) -> bool:
     return sample(run.daemon.metrics, "monitor_event_lag_seconds_count") > 0 and (
         sample(run.daemon.metrics, "monitor_event_lag_seconds_bucket", le="10.0")
@@ -227,3 +332,18 @@ async def test_roster_changes_are_picked_up_without_restart(tmp_path: Path) -> N
         text = await run.metrics()
         assert leaver not in text
         assert hired[0] in text
+
+
+async def test_a_snapshot_request_does_not_wait_for_one_already_running(tmp_path: Path) -> None:
+    """A channel that comes up while another channel's snapshot is stuck retrying gets its own
+    snapshot at once: a change overwritten while it waited would be lost for good."""
+    async with running(tmp_path) as run:
+        reconciler = run.daemon.reconciler
+        agents = sorted(run.sim.org.agents)
+        # The next request fails with a 503 and is retried 3 s later.
+        run.sim.server_errors(1, status=503)
+        first = asyncio.create_task(reconciler.reconcile(agents[:5]))
+        await eventually(lambda: run.sim.faults.server_errors_remaining == 0, within=5)
+        await asyncio.wait_for(reconciler.reconcile(agents[5:10]), timeout=1.5)
+        assert not first.done(), "the first snapshot is still waiting to retry"
+        await asyncio.wait_for(first, timeout=10)

@@ -112,8 +112,6 @@ class Slot:
         self.subscribed_once = asyncio.Event()
         self.up = False
         self.down_since_ms: int | None = None
-        # How far behind the current socket's events were, at the last one it delivered.
-        self._lag_ms = 0
         self._down_reason = "start"
         self._up_since = 0.0
         self._rollover_not_before_ms = 0
@@ -210,7 +208,9 @@ class Slot:
         if old is not None:
             await old.close()
         was_up = self.up
-        self._set_down(reason)
+        # The gap begins where the lost socket stopped delivering, not when this loop got to it:
+        # it may have been busy (a snapshot in a 429 storm) while events went unsent.
+        self._set_down(reason, None if old is None else old.through_ms)
         if was_up and self._clock.monotonic() - self._up_since >= self._d.settings.healthy_after_s:
             self._backoff.reset()
         if was_up and not planned:
@@ -292,15 +292,20 @@ class Slot:
                 "topics_rejected", slot=self.label, count=len(result.rejected), sample=sample
             )
 
-    def _set_up(self, socket: Socket, delivering_ms: int | None = None) -> None:
+    def _set_up(
+        self, socket: Socket, delivering_ms: int | None = None, old: Socket | None = None
+    ) -> None:
         """The slot delivers again: since `delivering_ms` (subscribed on an open socket), with
-        what came before read by a snapshot."""
-        now = self._clock.now_ms()
-        end = now if delivering_ms is None else delivering_ms
-        if self.up and self._lag_ms > _BEHIND_MS:
-            # A planned switch (socket_closing, rollover) while the old socket was behind: what
-            # it had not delivered yet goes with it, and the snapshot just read covers it.
-            self._record_gap(now - self._lag_ms, max(end, now - self._lag_ms), "behind")
+        what came before read by a snapshot. `old`: the socket a planned switch replaces."""
+        end = self._clock.now_ms() if delivering_ms is None else delivering_ms
+        if self.up and old is not None:
+            # A planned switch (socket_closing, rollover). If the old socket was lost before the
+            # new one delivered (its loss signal waited for the switch, and is moot now), or was
+            # behind, what it had not delivered went with it; the snapshot just read covers it.
+            lost = old.ended if old.ended_ms is not None and old.ended_ms < end else None
+            if lost or old.lag_ms > _BEHIND_MS:
+                start = old.through_ms
+                self._record_gap(start, max(end, start), lost or "behind")
         self._socket = socket
         self.up = True
         self._up_since = self._clock.monotonic()
@@ -309,14 +314,14 @@ class Slot:
         if self.down_since_ms is not None and self.ever_up.is_set():
             self._record_gap(self.down_since_ms, max(end, self.down_since_ms), self._down_reason)
         self.down_since_ms = None
-        self._lag_ms = 0
         self.ever_up.set()
 
-    def _set_down(self, reason: str) -> None:
+    def _set_down(self, reason: str, since_ms: int | None = None) -> None:
         if self.up or self.down_since_ms is None:
-            # Not from now but from as far behind as the socket's events were: events queued for
-            # a socket that was behind are lost with it.
-            self.down_since_ms = self._clock.now_ms() - self._lag_ms
+            # Not from now but from where the lost socket stopped delivering (`since_ms`): events
+            # queued for a socket that was behind are lost with it.
+            now = self._clock.now_ms()
+            self.down_since_ms = now if since_ms is None else min(since_ms, now)
             self._down_reason = reason
         self.up = False
         self.client.connected.discard(self.key)
@@ -332,6 +337,11 @@ class Slot:
     async def _reconnect_same_channel(self) -> None:
         """socket_closing: a new socket first; the server then drops the old one."""
         old = self._socket
+        if old is None or old.ended is not None:
+            return  # lost already: the loss's own signal follows, and recovery covers it
+        # The channel's subscriptions carry over, and the server sends what it queued on the old
+        # socket before closing it: the old socket delivers until the new one takes over.
+        delivering_ms = self._clock.now_ms()
         try:
             await self._open(self._channel_info())
             await self._d.reconciler.reconcile(self.agents)
@@ -344,9 +354,8 @@ class Slot:
             return
         self._d.metrics.rollovers.labels("socket_closing").inc()
         assert self._socket is not None
-        self._set_up(self._socket)
-        if old is not None:
-            await old.close()
+        self._set_up(self._socket, delivering_ms, old)
+        await old.close()
 
     async def _roll_to_new_channel(self, reason: str) -> None:
         """Expiry or a new token: a new channel before the old socket goes, when there is room."""
@@ -365,6 +374,7 @@ class Slot:
                 await self._new_channel()
                 await self._open(self._channel_info())
                 await self._subscribe(self._channel_info(), self.agents)
+                delivering_ms = self._clock.now_ms()
                 await self._d.reconciler.reconcile(self.agents)
             except (GenesysError, DecodeError) as exc:
                 log.warning("rollover_failed", slot=self.label, reason=reason, error=str(exc))
@@ -378,7 +388,7 @@ class Slot:
                 return
             self._rollover_not_before_ms = 0
             assert self._socket is not None
-            self._set_up(self._socket)
+            self._set_up(self._socket, delivering_ms, old)
             if old is not None:
                 await old.close()
             self._d.metrics.rollovers.labels(reason).inc()
@@ -408,8 +418,7 @@ class Slot:
                 now_ms = clock.now_ms()
                 self._last_frame_gauge.set(now_ms / 1000)
                 updates, ending = self._sort(socket, batch, now_ms)
-                if socket is self._socket:
-                    self._note_lag(updates, now_ms)
+                self._note_delivery(socket, updates, now_ms)
                 if updates:
                     # Awaiting the writer here is the back-pressure: a full queue stops reading.
                     await recorder.record(updates, Source.LIVE, now_ms)
@@ -419,14 +428,17 @@ class Slot:
         finally:
             if signal == "closed":
                 log.info("socket_closed", slot=self.label, how=socket.close_reason)
+            socket.ended, socket.ended_ms = signal, clock.now_ms()
             self._signals.put_nowait((signal, socket))
 
-    def _note_lag(self, updates: list[Update], now_ms: int) -> None:
-        """How far behind the socket is: Genesys queues a socket's frames in order, so the newest
-        event just read tells how old the queue's head is. A quiet socket keeps the last figure
-        (frames without a time, heartbeats, say nothing of it)."""
+    @staticmethod
+    def _note_delivery(socket: Socket, updates: list[Update], now_ms: int) -> None:
+        """How far behind the socket is, and so up to when it has delivered: Genesys queues a
+        socket's frames in order, so the newest event just read tells how old the queue's head
+        is. A quiet socket keeps the last lag (heartbeats say nothing of it)."""
         if updates:
-            self._lag_ms = max(0, now_ms - max(u.event_ms for u in updates))
+            socket.lag_ms = max(0, now_ms - max(u.event_ms for u in updates))
+        socket.through_ms = now_ms - socket.lag_ms
 
     def _sort(
         self, socket: Socket, batch: list[str | bytes], now_ms: int

@@ -95,7 +95,12 @@ class _Connection(ClientConnection):
 
 
 class Socket:
-    """A connected websocket. `last_frame` is the clock's monotonic time of the last frame."""
+    """A connected websocket. `last_frame` is the clock's monotonic time of the last frame.
+
+    Kept by the reader, for where a gap begins when the socket is lost: `lag_ms`, how far behind
+    its events were at the last one; `through_ms`, the time (epoch ms) up to which it has handed
+    on every event; `ended` and `ended_ms`, what ended the reading and when (None while it goes
+    on)."""
 
     def __init__(self, connection: _Connection, uri: str, clock: Clock) -> None:
         self._connection = connection
@@ -103,6 +108,10 @@ class Socket:
         self._clock = clock
         self.last_frame = clock.monotonic()
         self.opened = self.last_frame
+        self.lag_ms = 0
+        self.through_ms = clock.now_ms()
+        self.ended: str | None = None
+        self.ended_ms: int | None = None
 
     @classmethod
     async def open(cls, uri: str, clock: Clock, timeout_s: float) -> Socket:
