@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -95,12 +95,14 @@ class Request:
 
 @dataclass(slots=True)
 class Response:
-    """An HTTP response: a whole body, or a stream of chunks (server-sent events)."""
+    """An HTTP response: a whole body (`body`, or `parts` sent one after another, when the body
+    is large), or a stream of chunks (server-sent events)."""
 
     status: int = 200
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
     stream: AsyncIterator[bytes] | None = None
+    parts: Sequence[bytes] = ()
 
     @classmethod
     def json(
@@ -305,12 +307,15 @@ class HttpServer:
     ) -> None:
         headers = [(k.encode(), v.encode()) for k, v in response.headers]
         if response.stream is None:
-            body = b"" if request.method == "HEAD" else response.body
+            parts = () if request.method == "HEAD" else response.parts or (response.body,)
             if request.method != "HEAD" and response.status not in (204, 304):
-                headers.append((b"Content-Length", str(len(body)).encode()))
+                headers.append((b"Content-Length", str(sum(map(len, parts))).encode()))
             writer.write(conn.send(_h11_response(response.status, headers)))
-            if body:
-                writer.write(conn.send(h11.Data(data=body)))
+            for part in parts:
+                # Passed through, not copied; draining after each part keeps the transport's
+                # buffer to about one part, not a copy of the whole body.
+                writer.writelines(conn.send_with_data_passthrough(h11.Data(data=part)) or ())
+                await writer.drain()
             writer.write(conn.send(h11.EndOfMessage()))
             await writer.drain()
             return

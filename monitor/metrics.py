@@ -57,8 +57,13 @@ def _decrement(tally: Tally[tuple[str, str, str]], key: tuple[str, str, str]) ->
         del tally[key]
 
 
-def _family(name: str, kind: str, help_text: str, lines: Iterable[str]) -> str:
-    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n" + "".join(lines)
+def _family(name: str, kind: str, help_text: str, lines: Iterable[str]) -> bytes:
+    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{''.join(lines)}".encode()
+
+
+def _agent_family(name: str, help_text: str, lines: Iterable[bytes]) -> bytes:
+    # Joined as bytes, from lines kept encoded: no 100,000-line str to build and encode again.
+    return f"# HELP {name} {help_text}\n# TYPE {name} gauge\n".encode() + b"".join(lines)
 
 
 class AgentMetrics:
@@ -81,7 +86,7 @@ class AgentMetrics:
         self._routing_since: dict[str, int] = {}
         # Agents whose state or attributes changed since the last render.
         self._changed: set[str] = set()
-        self._lines: dict[str, dict[str, str]] = {
+        self._lines: dict[str, dict[str, bytes]] = {
             "presence": {},
             "routing": {},
             "presence_ts": {},
@@ -89,7 +94,7 @@ class AgentMetrics:
             "info": {},
         }
         # (agent, rule) -> line, for the stuck-agent rules firing now.
-        self._stuck: dict[tuple[str, str], str] = {}
+        self._stuck: dict[tuple[str, str], bytes] = {}
         # Queue id -> name, when queues are read at all: lets dashboards show names.
         self._queues: dict[str, str] = {}
         # (presence, routing_status, division) -> agents; queue breakdown kept apart because an
@@ -124,7 +129,7 @@ class AgentMetrics:
                     f'genesys_agent_info{{agent_id="{agent.id}",agent_name="{escape(agent.name)}",'
                     f'division="{escape(agent.division_name)}",'
                     f'department="{escape(agent.department)}"}} 1\n'
-                )
+                ).encode()
         self._agents = current
 
     def set_state(self, agent_id: str, kind: Kind, value: str, since_ms: int) -> int | None:
@@ -149,7 +154,7 @@ class AgentMetrics:
         if firing and self.per_agent:
             self._stuck[(agent_id, rule)] = (
                 f'genesys_agent_stuck{{agent_id="{agent_id}",rule="{escape(rule)}"}} 1\n'
-            )
+            ).encode()
         else:
             self._stuck.pop((agent_id, rule), None)
 
@@ -196,15 +201,19 @@ class AgentMetrics:
                 lines[f"{kind}_ts"].pop(agent_id, None)
                 continue
             family, label = _STATE_FAMILIES[kind]
-            lines[kind][agent_id] = f'{family}{{agent_id="{agent_id}",{label}="{value}"}} 1\n'
+            lines[kind][agent_id] = (
+                f'{family}{{agent_id="{agent_id}",{label}="{value}"}} 1\n'.encode()
+            )
             lines[f"{kind}_ts"][agent_id] = (
                 f'{family}_changed_timestamp_seconds{{agent_id="{agent_id}"}}'
                 f" {since[agent_id] / 1000:.3f}\n"
-            )
+            ).encode()
 
     # --- rendering -------------------------------------------------------------------------------
 
-    def render(self) -> str:
+    def render(self) -> list[bytes]:
+        """The agent families, one chunk each: a scrape of 20,000 agents never holds the whole
+        exposition as one string (its peak would stay with the process as heap)."""
         self._catch_up()
         division = ',division="{}"' if self.by_division else ""
         parts = [
@@ -253,44 +262,38 @@ class AgentMetrics:
         if self.per_agent:
             lines = self._lines
             parts += [
-                _family(
+                _agent_family(
                     "genesys_agent_presence",
-                    "gauge",
                     "1 for the agent's current system presence (other presences are not exported).",
                     lines["presence"].values(),
                 ),
-                _family(
+                _agent_family(
                     "genesys_agent_presence_changed_timestamp_seconds",
-                    "gauge",
                     "Unix time at which the agent's current presence began (event time).",
                     lines["presence_ts"].values(),
                 ),
-                _family(
+                _agent_family(
                     "genesys_agent_routing_status",
-                    "gauge",
                     "1 for the agent's current routing status (other statuses are not exported).",
                     lines["routing"].values(),
                 ),
-                _family(
+                _agent_family(
                     "genesys_agent_routing_status_changed_timestamp_seconds",
-                    "gauge",
                     "Unix time at which the agent's current routing status began (event time).",
                     lines["routing_ts"].values(),
                 ),
-                _family(
+                _agent_family(
                     "genesys_agent_info",
-                    "gauge",
                     "Agent attributes, for joins on agent_id; always 1.",
                     lines["info"].values(),
                 ),
-                _family(
+                _agent_family(
                     "genesys_agent_stuck",
-                    "gauge",
                     "1 while a stuck-agent rule is firing for the agent.",
                     self._stuck.values(),
                 ),
             ]
-        return "".join(parts)
+        return parts
 
 
 class Metrics:
@@ -541,5 +544,6 @@ class Metrics:
             self.schedule_failures.labels(name)
             self.schedule_agents_changed.labels(name)
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry) + self.agents.render().encode()
+    def render(self) -> list[bytes]:
+        """The exposition, in chunks to be sent one after another."""
+        return [generate_latest(self.registry), *self.agents.render()]

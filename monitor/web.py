@@ -45,7 +45,7 @@ class WebApp:
         return Response.text(_LANDING.format(version=__version__), content_type="text/html")
 
     async def metrics_page(self, request: Request) -> Response:
-        return Response(200, self.metrics.render(), [("Content-Type", CONTENT_TYPE)])
+        return Response(200, headers=[("Content-Type", CONTENT_TYPE)], parts=self.metrics.render())
 
     async def healthz(self, request: Request) -> Response:
         health = self._health()

@@ -34,7 +34,7 @@ def test_only_the_current_state_is_exported_per_agent() -> None:
     m.on_transition(transition(A, Kind.ROUTING, "IDLE", 1_000))
     m.on_transition(transition(A, Kind.ROUTING, "INTERACTING", 2_000))
     m.on_transition(transition(B, Kind.ROUTING, "IDLE", 3_000))
-    text = m.render().decode()
+    text = b"".join(m.render()).decode()
     assert f'genesys_agent_routing_status{{agent_id="{A}",routing_status="INTERACTING"}} 1' in text
     assert f'agent_id="{A}",routing_status="IDLE"' not in text
     assert f'genesys_agent_routing_status_changed_timestamp_seconds{{agent_id="{A}"}} 2.000' in text
@@ -50,7 +50,7 @@ def test_late_transitions_count_but_do_not_move_the_state() -> None:
     m.agents.set_agents([Agent(A, "Ann")])
     m.on_transition(transition(A, Kind.PRESENCE, "BREAK", 5_000))
     m.on_transition(transition(A, Kind.PRESENCE, "MEAL", 4_000, late=True))
-    text = m.render().decode()
+    text = b"".join(m.render()).decode()
     assert f'genesys_agent_presence{{agent_id="{A}",presence="BREAK"}} 1' in text
     assert 'genesys_transitions_total{kind="presence",source="live"} 2.0' in text
 
@@ -61,7 +61,7 @@ def test_departed_agents_disappear() -> None:
     m.agents.set_agents([Agent(A, "Ann"), Agent(B, "Bob")])
     m.on_transition(transition(A, Kind.PRESENCE, "BREAK", 5_000))
     m.agents.set_agents([Agent(B, "Bob")])
-    text = m.render().decode()
+    text = b"".join(m.render()).decode()
     assert A not in text
     assert "genesys_agents_watched 1" in text
 
@@ -71,7 +71,7 @@ def test_per_agent_series_can_be_switched_off() -> None:
     m = Metrics(per_agent=False)
     m.agents.set_agents([Agent(A, "Ann")])
     m.on_transition(transition(A, Kind.PRESENCE, "BREAK", 5_000))
-    text = m.render().decode()
+    text = b"".join(m.render()).decode()
     assert A not in text
     assert 'genesys_agents{presence="BREAK",routing_status="UNKNOWN"} 1' in text
 
@@ -103,7 +103,7 @@ def test_queue_names_are_an_info_metric() -> None:
     """Queue names are exported once each, for joins on queue_id."""
     m = Metrics(by=("queue",))
     m.agents.set_queue_names({"q1": 'Sales "EU"'})
-    text = m.render().decode()
+    text = b"".join(m.render()).decode()
     assert 'genesys_queue_info{queue_id="q1",queue_name="Sales \\"EU\\""} 1' in text
 
 
@@ -111,6 +111,6 @@ def test_known_counters_start_at_zero() -> None:
     """Counters with known label values exist at 0 before their first event."""
     m = Metrics()
     m.known_schedules(["end-of-day"])
-    text = m.render().decode()
+    text = b"".join(m.render()).decode()
     assert 'monitor_channel_reconnects_total{reason="dead"} 0.0' in text
     assert 'monitor_schedule_runs_total{schedule="end-of-day"} 0.0' in text

@@ -42,7 +42,7 @@ T = TypeVar("T")
 # the largest single part of the daemon's resident memory once the file outgrows it (the chaos
 # run: 64 MiB of 220 at 5,000 agents), and reads of past days go to the report cache, so it is
 # kept small; the operating system's file cache serves the rest.
-DEFAULT_CACHE_MIB = 16
+DEFAULT_CACHE_MIB = 8
 # Pages of WAL before an automatic checkpoint (SQLite's default is 1,000). A commit of a large
 # batch dirties hundreds of pages, and with the default nearly every such commit would pay for a
 # checkpoint and its fsyncs; checkpointing less often also copies each hot page back once for
