@@ -1,7 +1,7 @@
 """Latency: from the simulator emitting an event to its transition committed and visible on
 /metrics, p50 and p99, at 10% and at 80% of the maximum rate measured in the same run.
 
-    .venv/bin/python -m bench.latency [--seconds 30] [--quick] [--json PATH]
+    .venv/bin/python -m bench.latency [--seconds 30] [--maximum EVENTS_PER_S] [--quick] [--json PATH]
 
 The set-up is the ingest benchmark's: 20,000 agents, the daemon (`python -m monitor run`) on a
 copy of a database holding two million transitions. First the maximum rate is measured by pouring
@@ -241,6 +241,8 @@ async def run(args: argparse.Namespace, big: Path, work: Path) -> dict[str, Any]
                 f"machine {maximum['cpu_other']:.1f} s)",
                 flush=True,
             )
+            # --maximum: the same rates as another run, to compare two builds at equal load.
+            base = args.maximum or maximum["rate"]
             phases = []
             for share in SHARES:
                 p = await phase(
@@ -248,7 +250,7 @@ async def run(args: argparse.Namespace, big: Path, work: Path) -> dict[str, Any]
                     db,
                     db_path,
                     firehose,
-                    share * maximum["rate"],
+                    share * base,
                     args.seconds,
                     args.scrape_every,
                 )
@@ -300,6 +302,9 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=300_000, help="events to find the maximum")
     parser.add_argument("--seconds", type=float, default=30.0, help="seconds at each rate")
     parser.add_argument("--scrape-every", type=float, default=5.0)
+    parser.add_argument(
+        "--maximum", type=float, help="events/s the shares are of, instead of the burst's rate"
+    )
     parser.add_argument("--quick", action="store_true", help="a smaller, faster run")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     add_quiet_option(parser)
