@@ -57,13 +57,17 @@ def _decrement(tally: Tally[tuple[str, str, str]], key: tuple[str, str, str]) ->
         del tally[key]
 
 
+def _header(name: str, kind: str, help_text: str) -> bytes:
+    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n".encode()
+
+
 def _family(name: str, kind: str, help_text: str, lines: Iterable[str]) -> bytes:
-    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{''.join(lines)}".encode()
+    return _header(name, kind, help_text) + "".join(lines).encode()
 
 
 def _agent_family(name: str, help_text: str, lines: Iterable[bytes]) -> bytes:
     # Joined as bytes, from lines kept encoded: no 100,000-line str to build and encode again.
-    return f"# HELP {name} {help_text}\n# TYPE {name} gauge\n".encode() + b"".join(lines)
+    return _header(name, "gauge", help_text) + b"".join(lines)
 
 
 class AgentMetrics:
