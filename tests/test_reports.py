@@ -20,6 +20,7 @@ import pytest
 from monitor.core.model import Agent, Gap, Kind, Source, Transition
 from monitor.core.statustime import day_start_ms
 from monitor.store import Store
+from monitor.store import report_reads as reads
 from monitor.store.agent_day import UnknownAgent, agent_timeline, find_agent
 from monitor.store.report_cache import CacheChanged, ReportCache, cache_path
 from monitor.store.reports import StatusTimeReport, status_time
@@ -214,6 +215,42 @@ async def test_opening_status_is_found_however_long_ago_it_began(store: Store) -
     rows = await by_agent(store, cache=False)
     assert rows[("c", "presence", "OFFLINE")][0] == 24 * HOUR_S
     assert rows[("d", "presence", "OFFLINE")][0] == 24 * HOUR_S
+
+
+async def test_openings_of_many_agents_match_their_last_rows(tmp_path: Path) -> None:
+    """The status each of many agents was in as a day opens is its last row before, wherever
+    that lies: the day before, weeks back, months back, or nowhere."""
+    rng = random.Random(11)
+    opens = at("2026-03-02T00:00")
+    rows = []
+    for n in range(150):
+        agent = f"agent-{n:03}"
+        for kind in Kind:
+            values = ["IDLE", "OFF_QUEUE"] if kind is Kind.ROUTING else ["ON_QUEUE", "OFFLINE"]
+            age_days = rng.choice([0, 0.5, 3, 20, 120])  # 0: nothing before the day opens
+            if age_days:
+                when = opens - int(age_days * 86_400_000) - rng.randrange(3_600_000)
+                rows += [tr(agent, rng.choice(values), when + i, kind) for i in range(2)]
+            # A change after the day opened: the current state says nothing about the opening.
+            rows.append(tr(agent, rng.choice(values), opens + rng.randrange(3_600_000), kind))
+    async with await Store.open(tmp_path / "m.db") as store:
+        await store.write(rows)
+        async with store._reader() as conn:
+            found = await reads.openings(conn, opens)
+    with sqlite3.connect(tmp_path / "m.db") as conn:
+        expected = {
+            (agent, kind): value
+            for agent, kind, value in conn.execute(
+                "SELECT agent, kind, (SELECT to_value FROM transitions i"
+                " WHERE i.agent = o.agent AND i.kind = o.kind AND i.event_ms < ?"
+                " ORDER BY event_ms DESC, to_value DESC LIMIT 1)"
+                " FROM (SELECT DISTINCT agent, kind FROM transitions) o",
+                (opens,),
+            )
+            if value is not None
+        }
+    assert len(expected) > 150
+    assert found == expected
 
 
 async def test_damaged_cache_is_rebuilt(store: Store) -> None:

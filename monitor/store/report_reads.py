@@ -2,8 +2,8 @@
 
 The status in force when a day opens comes from current_state for every agent whose present
 state began before that instant (late rows are always older than the current state, so nothing
-can lie in between), from the day before for most of the rest, and from the per-agent hour index
-for the remaining few.
+can lie in between). The rest are found by grouped scans of the time index, the day before first
+and then wider windows while many are left, and the last few through the per-agent hour index.
 """
 
 from __future__ import annotations
@@ -76,33 +76,49 @@ async def compute_day(
     return accumulator.finish()
 
 
+# Below this many agents still without an opening status, each is looked up through the
+# per-agent hour index; from this many on, a grouped scan of the time index is cheaper than one
+# seek per agent and hour. A new database, or a Monday after a quiet weekend, has every agent
+# pending at once.
+_ONE_BY_ONE: Final = 64
+_LATEST_BY_AGENT: Final = (
+    # printf() makes (event time, value) one sortable text, so max() picks the latest row and,
+    # at one time, the larger value.
+    "SELECT agent, kind, max(printf('%015d', event_ms) || to_value) FROM transitions"
+    " WHERE event_ms >= ? AND event_ms < ? GROUP BY agent, kind"
+)
+
+
 async def openings(conn: aiosqlite.Connection, at_ms: int) -> dict[tuple[int, str], str]:
     """The status of every agent and kind at instant `at_ms`, for those known by then."""
     opening: dict[tuple[int, str], str] = {}
-    pending: set[tuple[int, str]] = set()
+    # Agent -> the kinds whose status at `at_ms` is still to be found.
+    pending: dict[int, set[str]] = {}
     for agent, kind, value, since_ms in await conn.execute_fetchall(
         "SELECT agent, kind, value, since_ms FROM current_state"
     ):
         if since_ms < at_ms:
             opening[agent, kind] = value
         else:
-            pending.add((agent, kind))
-    if not pending:
+            pending.setdefault(agent, set()).add(kind)
+    oldest = await scalar(conn, "SELECT min(event_ms) FROM transitions") if pending else None
+    if oldest is None:
         return opening
-    # The day before: one scan of the time index, grouped. printf() makes (event time, value)
-    # one sortable text, so max() picks the latest row and, at one time, the larger value.
-    for agent, kind, packed in await conn.execute_fetchall(
-        "SELECT agent, kind, max(printf('%015d', event_ms) || to_value) FROM transitions"
-        " WHERE event_ms >= ? AND event_ms < ? GROUP BY agent, kind",
-        (at_ms - DAY_MS, at_ms),
-    ):
-        if (agent, kind) in pending:
-            opening[agent, kind] = packed[15:]
-            pending.discard((agent, kind))
-    oldest = await scalar(conn, "SELECT min(event_ms) FROM transitions")
-    for agent in sorted({agent for agent, _ in pending}):
-        kinds = {kind for a, kind in pending if a == agent}
-        found = await last_marks(conn, agent, at_ms - DAY_MS, oldest, kinds)
+    # Grouped scans of the time index, the day before first, then windows eight times wider
+    # each, while many agents are left.
+    upper, width = at_ms, DAY_MS
+    while pending and upper > oldest and (upper == at_ms or len(pending) >= _ONE_BY_ONE):
+        lower = max(upper - width, oldest)
+        for agent, kind, packed in await conn.execute_fetchall(_LATEST_BY_AGENT, (lower, upper)):
+            kinds = pending.get(agent)
+            if kinds is not None and kind in kinds:
+                opening[agent, kind] = packed[15:]
+                kinds.discard(kind)
+                if not kinds:
+                    del pending[agent]
+        upper, width = lower, width * 8
+    for agent, kinds in sorted(pending.items()):
+        found = await last_marks(conn, agent, upper, oldest, kinds)
         for kind, found_mark in found.items():
             opening[agent, kind] = found_mark.value
     return opening
