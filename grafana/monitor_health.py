@@ -201,7 +201,7 @@ def _channels(grid: Grid) -> None:
 
 
 def _events(grid: Grid) -> None:
-    """Transitions, frames and dropped updates per second; event lag."""
+    """Transitions, frames and dropped updates per second; event lag; event-loop lag."""
     grid.section("Events")
     grid.add(
         timeseries(
@@ -223,12 +223,24 @@ def _events(grid: Grid) -> None:
             description="Updates that changed nothing: duplicates, and stale (older than what "
             "is known). Many duplicates are normal around rollovers.",
             unit="ops",
+            size=(8, 8),
         ),
         timeseries(
             "Event lag",
             histogram_quantiles("monitor_event_lag_seconds", (0.5, 0.9, 0.99)),
             description="From a live event's own timestamp to its arrival at the monitor.",
             unit="s",
+            size=(8, 8),
+        ),
+        timeseries(
+            "Event-loop lag",
+            histogram_quantiles("monitor_event_loop_lag_seconds", (0.5, 0.99)),
+            description="How late the monitor's event loop woke a timer, four times a second: "
+            "how long other work held up frames, scrapes and health checks. Stalls of a second "
+            "or more are logged (event_loop_blocked); repeated ones alert as "
+            "GenesysMonitorStalling.",
+            unit="s",
+            size=(8, 8),
         ),
     )
 

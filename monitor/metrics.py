@@ -354,6 +354,14 @@ class Metrics:
             r,
             (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         ).labels()
+        self.loop_lag = FastHistogram(
+            "monitor_event_loop_lag_seconds",
+            "How late the event loop woke a timer: how long other work held it up. Frames, "
+            "scrapes and health checks wait as long.",
+            [],
+            r,
+            (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        ).labels()
         self.channel_up = Gauge(
             "monitor_channel_up",
             "1 when the channel slot's socket is connected, subscribed and reconciled.",

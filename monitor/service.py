@@ -62,6 +62,9 @@ _DAY_S = 86_400
 ALIVE_KEY = "alive_ms"
 _ALIVE_EVERY_S = 30.0
 _WARM_DAYS = 31
+# How often the event loop's lag is measured, and from what lag on it is logged as a stall.
+_LOOP_TICK_S = 0.25
+_LOOP_BLOCKED_S = 1.0
 
 
 class StopRequested(Exception):
@@ -346,6 +349,7 @@ async def run(
                     )
                 intake.create_task(_retention_loop(d), name="retention")
                 intake.create_task(_keep_alive(d), name="alive")
+                intake.create_task(_watch_loop(d), name="loop-lag")
                 intake.create_task(_when_ready(d, intake, on_ready), name="ready")
                 intake.create_task(_watch_writer(writer_task), name="writer-watch")
                 await stop.wait()
@@ -507,6 +511,21 @@ async def _keep_alive(d: Daemon) -> None:
         await d.store.set_meta(ALIVE_KEY, str(d.clock.now_ms()))
         # Real seconds, not the clock's: this paces a disk write, whatever the simulated speed.
         await asyncio.sleep(_ALIVE_EVERY_S)
+
+
+async def _watch_loop(d: Daemon) -> None:
+    """Measure how late the event loop wakes a timer. Everything the daemon does shares that one
+    thread, so a long computation or a blocking call delays every frame, scrape and health check;
+    this makes such a stall visible (metric and log) instead of leaving only its effects."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + _LOOP_TICK_S
+        # Real seconds, not the clock's: the delay measured is the loop's, in real time.
+        await asyncio.sleep(_LOOP_TICK_S)
+        lag = max(0.0, loop.time() - due)
+        d.metrics.loop_lag.observe(lag)
+        if lag >= _LOOP_BLOCKED_S:
+            log.warning("event_loop_blocked", seconds=round(lag, 2))
 
 
 async def _retention_loop(d: Daemon) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+
+import structlog.testing
 
 from monitor.core.model import Kind, Presence, RoutingStatus, Source
 from tests.daemon import running
@@ -60,3 +63,24 @@ async def test_socket_closing_rolls_over_without_a_gap(tmp_path: Path) -> None:
         await run.converged()
         assert slot.up
         assert await run.daemon.store.gaps() == []
+
+
+async def test_a_stalled_event_loop_is_measured_and_logged(tmp_path: Path) -> None:
+    """Work that holds the event loop up shows on monitor_event_loop_lag_seconds and is logged."""
+    async with running(tmp_path) as run:
+        m = run.daemon.metrics
+        await eventually(lambda: sample(m, "monitor_event_loop_lag_seconds_count") > 0)
+        assert sample(m, "monitor_event_loop_lag_seconds_bucket", le="1.0") == sample(
+            m, "monitor_event_loop_lag_seconds_count"
+        )
+        with structlog.testing.capture_logs() as logs:
+            time.sleep(1.3)  # noqa: ASYNC251 - the stall under test: the daemon shares this loop
+            await eventually(
+                lambda: (
+                    sample(m, "monitor_event_loop_lag_seconds_count")
+                    > sample(m, "monitor_event_loop_lag_seconds_bucket", le="1.0")
+                )
+            )
+        stalls = [e for e in logs if e["event"] == "event_loop_blocked"]
+        assert len(stalls) == 1
+        assert stalls[0]["seconds"] >= 1.0
