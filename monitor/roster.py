@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import structlog
 
 from monitor.config import RosterSettings
 from monitor.core.model import Agent
 from monitor.errors import ConfigError
-from monitor.genesys.api import GenesysApi
+from monitor.genesys.api import USERS_BY_ID_BATCH, GenesysApi
 
 log = structlog.get_logger(__name__)
 
@@ -71,9 +71,10 @@ class RosterSource:
         # Queue name -> id, from the last read (when queues are read at all).
         self.queue_names: dict[str, str] = {}
 
-    async def fetch(self) -> list[Agent]:
-        """The watched agents now, sorted by id."""
+    async def fetch(self, watched: Collection[str] = ()) -> list[Agent]:
+        """The watched agents now, sorted by id. `watched`: the agents watched until now."""
         users = [user.agent for user in await self._api.all_users(self._page_size)]
+        users += await self._unlisted(watched, {user.id for user in users})
         queues_of: dict[str, list[str]] = {}
         if self._with_queues:
             queue_ids = await self._queue_ids()
@@ -87,6 +88,21 @@ class RosterSource:
             if selected is None or user.id in selected
         ]
         return sorted(agents, key=lambda a: a.id)
+
+    async def _unlisted(self, watched: Collection[str], listed: set[str]) -> list[Agent]:
+        """Watched agents the listing left out who are still active, read by id. The listing
+        pages by offset: a user leaving it during the read moves every later user one place
+        back, so one is never shown, and must not be taken for an agent who left."""
+        missing = sorted(set(watched) - listed)
+        found: list[Agent] = []
+        for i in range(0, len(missing), USERS_BY_ID_BATCH):
+            for user in await self._api.users_by_id(missing[i : i + USERS_BY_ID_BATCH]):
+                if user.agent.state == "active" and user.agent.id not in listed:
+                    listed.add(user.agent.id)
+                    found.append(user.agent)
+        if found:
+            log.info("roster_unlisted_found", agents=len(found))
+        return found
 
     async def _queue_ids(self) -> set[str]:
         queues = await self._api.queues()

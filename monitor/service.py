@@ -327,7 +327,9 @@ async def run(
             # Credentials first: a refused client is a configuration problem, reported at once.
             for client in d.clients:
                 await client.tokens.get()
-            return await source.fetch()
+            # The agents watched before a restart: any the listing skips are read by id.
+            known = [a.id for a in await d.store.agents() if a.state == "active"]
+            return await source.fetch(known)
 
         roster = await _patiently(d, stop, start_up)
         if roster is None:
@@ -459,7 +461,7 @@ async def _roster_loop(d: Daemon, source: RosterSource) -> None:
     while True:
         await d.clock.sleep(d.settings.roster.refresh_s)
         try:
-            roster = await source.fetch()
+            roster = await source.fetch([a.id for a in d.roster])
         except (GenesysError, ConfigError) as exc:
             log.warning("roster_refresh_failed", error=str(exc))
             continue

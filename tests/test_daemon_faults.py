@@ -10,6 +10,7 @@ import httpx
 
 from monitor.core.model import Gap, Kind, Presence, RoutingStatus, Source, Transition
 from monitor.core.timefmt import parse_iso_ms
+from monitor.roster import RosterSource
 from monitor.sim.org import Org
 from monitor.sim.server import Simulator
 from tests.daemon import Running, running, sim_settings
@@ -332,6 +333,38 @@ async def test_roster_changes_are_picked_up_without_restart(tmp_path: Path) -> N
         text = await run.metrics()
         assert leaver not in text
         assert hired[0] in text
+
+
+async def test_an_agent_the_roster_listing_skips_is_not_taken_for_a_leaver(
+    tmp_path: Path,
+) -> None:
+    """A user leaving during the roster's offset-paged listing makes it skip another user; the
+    skipped agent is read by id and stays on the roster instead of being taken for a leaver."""
+    async with running(
+        tmp_path, sim_settings(agents=250), MONITOR_GENESYS__USERS_PAGE_SIZE="100"
+    ) as run:
+        sim = run.sim
+        listed = sorted(sim.org.agents.values(), key=lambda a: (a.name.lower(), a.id))
+        leaver, skipped = listed[0].id, listed[100].id
+        source = RosterSource(
+            run.daemon.clients[0].api, run.daemon.settings.roster, page_size=100, with_queues=False
+        )
+        pages = sim.requests["GET", "/api/v2/users"]
+
+        async def leave_after_first_page() -> None:
+            # The simulator builds a page in the step that counts its request: once counted,
+            # the first page is made, and the second is not asked for yet.
+            while sim.requests["GET", "/api/v2/users"] == pages:  # noqa: ASYNC110 - no event marks a page
+                await asyncio.sleep(0)
+            sim.deactivate(leaver)
+
+        leaving = asyncio.create_task(leave_after_first_page())
+        roster = await source.fetch([a.id for a in run.daemon.roster])
+        await leaving
+        ids = {a.id for a in roster}
+        assert skipped in ids
+        # The leaver was listed on the first page, before it left; the next refresh drops it.
+        assert ids == set(sim.org.agents)
 
 
 async def test_a_snapshot_request_does_not_wait_for_one_already_running(tmp_path: Path) -> None:
