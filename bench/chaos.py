@@ -534,6 +534,12 @@ def print_report(r: dict[str, Any]) -> None:
         f"{f['late_rows']:,} late)"
     )
     print(f"unwatched intervals: {', '.join(f'{k} {v}' for k, v in sorted(f['windows'].items()))}")
+    by_window = Counter(f["unrecovered_by_window"]).most_common()
+    if by_window:
+        print(f"unrecovered changes by unwatched interval ({len(by_window)} intervals), largest:")
+        for key, count in by_window[:8]:
+            start_ms, reason = key.split(" ", 1)
+            print(f"  {iso_ms(int(start_ms))} {reason}: {count}")
     print(f"\nfaults injected ({len(r['faults'])}):")
     for name, count in sorted(r["fault_counts"].items()):
         print(f"  {name:<18} {count}")

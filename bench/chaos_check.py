@@ -76,6 +76,8 @@ class Findings:
     final_mismatches: int = 0
     final_checked: int = 0
     windows: Counter[str] = field(default_factory=Counter)
+    # Unrecovered changes by window ("<start ms> <reason>"): one bad moment or many.
+    unrecovered_by_window: Counter[str] = field(default_factory=Counter)
     # Examples of each kind of failure: (simulated time it concerns, description).
     samples: dict[str, list[tuple[int, str]]] = field(default_factory=lambda: defaultdict(list))
 
@@ -297,6 +299,7 @@ def verify(
                 f.superseded += 1
                 continue
             f.unrecovered += 1
+            f.unrecovered_by_window[f"{window.start_ms} {window.reason}"] += 1
             f.sample(
                 "unrecovered",
                 c.event_ms,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -404,6 +405,25 @@ def metric(text: str, name: str, **labels: str) -> float:
         for found, value in samples(text, name)
         if all(found.get(k) == v for k, v in labels.items())
     )
+
+
+def histogram_between(before: str, after: str, name: str) -> list[tuple[float, float]]:
+    """(le, cumulative count) of the observations of histogram `name` made between two
+    expositions of it, by bucket."""
+
+    def buckets(text: str) -> dict[float, float]:
+        return {float(labels["le"]): value for labels, value in samples(text, name + "_bucket")}
+
+    then, now = buckets(before), buckets(after)
+    return sorted((le, count - then.get(le, 0.0)) for le, count in now.items())
+
+
+def bucket_quantile(buckets: list[tuple[float, float]], q: float) -> float:
+    """The upper bound of the bucket that holds quantile `q` (NaN when nothing was observed)."""
+    total = buckets[-1][1] if buckets else 0.0
+    if total <= 0:
+        return math.nan
+    return next(le for le, count in buckets if count >= q * total)
 
 
 # --- the database ------------------------------------------------------------------------------

@@ -43,9 +43,11 @@ from bench.harness import (
     DaemonProcess,
     DbReader,
     add_quiet_option,
+    bucket_quantile,
     daemon_env,
     dump_json,
     free_port,
+    histogram_between,
     percentile,
     quiet,
     report_checks,
@@ -143,6 +145,9 @@ async def phase(
     scrape_every: float,
 ) -> dict[str, Any]:
     await daemon.settled()
+    # The daemon's own histograms, before and after: how late its event loop ran (the main
+    # thread busy) and how long its commits took (SQLite), to tell where the latency comes from.
+    before = await daemon.metrics()
     await quiet()
     keys = db.key_of()
     watch = Helper(watcher, str(db_path), db.last_id())
@@ -162,6 +167,9 @@ async def phase(
     await asyncio.sleep(0.05)  # the watcher's next poll sees the last commit
     scrapes = await scrape.finish()
     seen: dict[Key, float] = await watch.finish()
+    after = await daemon.metrics()
+    loop_lag = histogram_between(before, after, "monitor_event_loop_lag_seconds")
+    commits = histogram_between(before, after, "monitor_db_write_batch_duration_seconds")
 
     latencies: list[float] = []
     committed: list[tuple[float, str, str, int]] = []
@@ -189,7 +197,18 @@ async def phase(
         "metrics_behind": stale,
         "cpu_daemon": cpu["daemon"],
         "cpu_other": cpu["other"],
+        "loop_lag_p99_s": bucket_quantile(loop_lag, 0.99),
+        "loop_lag_ticks": loop_lag[-1][1] if loop_lag else 0,
+        "loop_lag_over_250ms": lag_over(loop_lag, 0.25),
+        "commit_p99_s": bucket_quantile(commits, 0.99),
+        "commits": commits[-1][1] if commits else 0,
     }
+
+
+def lag_over(buckets: list[tuple[float, float]], seconds: float) -> float:
+    """How many observations were above `seconds` (a bucket bound)."""
+    total = buckets[-1][1] if buckets else 0.0
+    return total - next((count for le, count in buckets if le == seconds), total)
 
 
 def visible_on_metrics(
@@ -262,7 +281,10 @@ async def run(args: argparse.Namespace, big: Path, work: Path) -> dict[str, Any]
                     f"over {p['measured']:,} events ({p['missing']} not committed); /metrics "
                     f"behind in {p['metrics_behind']} of {p['metrics_checked']:,} checks over "
                     f"{p['scrapes']} scrapes; daemon CPU {p['cpu_daemon']:.1f} s, rest of "
-                    f"machine {p['cpu_other']:.1f} s",
+                    f"machine {p['cpu_other']:.1f} s; event-loop lag p99 <= "
+                    f"{p['loop_lag_p99_s']} s ({p['loop_lag_over_250ms']:.0f} of "
+                    f"{p['loop_lag_ticks']:.0f} ticks over 0.25 s); commit p99 <= "
+                    f"{p['commit_p99_s']} s over {p['commits']:.0f} commits",
                     flush=True,
                 )
         finally:
