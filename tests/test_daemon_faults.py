@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import httpx
+import structlog.testing
 
 from monitor.core.model import Gap, Kind, Presence, RoutingStatus, Source, Transition
 from monitor.core.timefmt import parse_iso_ms
@@ -333,6 +334,36 @@ async def test_roster_changes_are_picked_up_without_restart(tmp_path: Path) -> N
         text = await run.metrics()
         assert leaver not in text
         assert hired[0] in text
+
+
+async def test_a_failing_snapshot_is_retried_with_the_new_socket_kept(tmp_path: Path) -> None:
+    """After a drop, a snapshot that fails is retried on its own: the new socket stays open, so
+    a change made meanwhile arrives live, and the drop records one gap."""
+    async with running(tmp_path) as run:
+        sim = run.sim
+        agent = sorted(sim.org.agents)[0]
+
+        def heads() -> int:
+            return sum(n for (method, _), n in sim.requests.items() if method == "HEAD")
+
+        before = heads()
+        with structlog.testing.capture_logs() as logs:
+            sim.drop_all_sockets()
+            # The channel still exists (HEAD), so the socket reopens; then the snapshot's
+            # requests fail, with a status that is not retried inside the API client.
+            await eventually(lambda: heads() > before, within=5)
+            sim.server_errors(3, status=500)
+            await eventually(lambda: sim.faults.server_errors_remaining < 3, within=5)
+            sim.org.set_system_presence(agent, Presence.BREAK, cause="test")
+            await eventually(lambda: run.state(agent, Kind.PRESENCE) == Presence.BREAK, within=10)
+            await run.converged()
+        rows = [row async for row in run.daemon.store.export(None, None, agent)]
+        assert (rows[-1]["to"], rows[-1]["source"]) == ("BREAK", Source.LIVE.value)
+        failures = [e["event"] for e in logs if e["event"].endswith("_failed")]
+        assert failures
+        assert set(failures) == {"snapshot_failed"}
+        await eventually(run.daemon.store.gaps, within=5, message="gap recorded")
+        assert len(await run.daemon.store.gaps()) == 1
 
 
 async def test_an_agent_the_roster_listing_skips_is_not_taken_for_a_leaver(

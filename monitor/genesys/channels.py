@@ -14,7 +14,8 @@ task and the watchdog only report what they see as signals. That keeps each deci
   socket closed first, and the short gap recorded and covered by a snapshot.
 - a dropped socket, a watchdog timeout (no heartbeat, no pong), an evicted or expired channel:
   the gap is recorded, the slot reconnects with jittered backoff (to the same channel when it still
-  exists, else to a new one) and reconciles from a snapshot.
+  exists, else to a new one) and reconciles from a snapshot. A failing snapshot is retried on its
+  own, with the new socket kept open and delivering.
 - a roster change: the subscription is replaced and the newcomers are read from a snapshot.
 """
 
@@ -231,7 +232,6 @@ class Slot:
                 # From here events flow again; the snapshot below covers what came before.
                 delivering_ms = self._clock.now_ms()
                 self.subscribed_once.set()
-                await self._d.reconciler.reconcile(self.agents)
             except AuthError:
                 raise
             except NotFound:
@@ -244,8 +244,26 @@ class Slot:
                 log.warning("channel_connect_failed", slot=self.label, error=str(exc))
                 await self._pause(reason)
                 continue
+            await self._reconcile_patiently()
             self._set_up(socket, delivering_ms)
             return
+
+    async def _reconcile_patiently(self) -> None:
+        """Read the slot's agents until a snapshot succeeds. The new socket stays open meanwhile:
+        its events are recorded live, and only what came before it needs the snapshot. (Closing
+        it to start over would open another unwatched stretch, and push the snapshot further
+        from the gap it covers.) If the socket drops meanwhile, its reader signals the loss,
+        which is handled once this slot is up."""
+        while True:
+            try:
+                await self._d.reconciler.reconcile(self.agents)
+            except AuthError:
+                raise
+            except (GenesysError, DecodeError) as exc:
+                log.warning("snapshot_failed", slot=self.label, error=str(exc))
+                await self._pause("snapshot")
+            else:
+                return
 
     async def _discard_socket(self) -> None:
         if self._socket is not None:
