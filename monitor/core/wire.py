@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import json.scanner
+import sys
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -111,9 +112,10 @@ _scan_once = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-t
 _JSON_SPACE = " \t\n\r"
 _PONG = Pong()
 
-# Known names are taken as they come; only other spellings go through normalise_status, whose
-# regular expressions would otherwise dominate the cost of a frame.
-_KNOWN_STATUS = frozenset(p.value for p in Presence) | frozenset(r.value for r in RoutingStatus)
+# Known names map to one shared string each; only other spellings go through normalise_status,
+# whose regular expressions would otherwise dominate the cost of a frame. Sharing matters for
+# memory: each frame's text is a new string, and the tracker keeps a few per agent and kind.
+_KNOWN_STATUS: dict[str, str] = {s.value: s.value for s in (*Presence, *RoutingStatus)}
 
 
 _USERS = "v2.users."
@@ -170,8 +172,9 @@ def _event_ms(body: dict[str, Any], key: str, received_ms: int) -> int:
 def _status(value: object, what: str) -> str:
     if type(value) is not str:
         raise DecodeError(f"{what} is not a string: {_short(value)}")
-    if value in _KNOWN_STATUS:
-        return value
+    known = _KNOWN_STATUS.get(value)
+    if known is not None:
+        return known
     try:
         return normalise_status(value)
     except ValueError:
@@ -193,17 +196,23 @@ def _presence(agent: str, body: dict[str, Any], date_key: str, received_ms: int)
     definition_id = definition.get("id")
     if definition_id is not None and type(definition_id) is not str:
         raise DecodeError(f"presenceDefinition.id is not a string: {_short(definition_id)}")
-    # An empty id and a missing one mean the same; one spelling keeps comparisons exact.
+    # An empty id and a missing one mean the same; one spelling keeps comparisons exact. An org
+    # has a few dozen presence definitions: one shared string each, as for status names.
     return Update(
-        agent, Kind.PRESENCE, value, _event_ms(body, date_key, received_ms), definition_id or None
+        agent,
+        Kind.PRESENCE,
+        value,
+        _event_ms(body, date_key, received_ms),
+        sys.intern(definition_id) if definition_id else None,
     )
 
 
 def _routing(agent: str, routing: dict[str, Any], received_ms: int) -> Update:
     value = routing.get("status")
-    if type(value) is not str or value not in _KNOWN_STATUS:
-        value = _status(value, "routingStatus.status")
-    return Update(agent, Kind.ROUTING, value, _event_ms(routing, "startTime", received_ms))
+    known = _KNOWN_STATUS.get(value) if type(value) is str else None
+    if known is None:
+        known = _status(value, "routingStatus.status")
+    return Update(agent, Kind.ROUTING, known, _event_ms(routing, "startTime", received_ms))
 
 
 def _user_frame(frame: dict[str, Any], topic: str, received_ms: int) -> Message:
