@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from pathlib import Path
 
@@ -255,15 +256,24 @@ async def test_a_channel_lost_while_its_slot_rolls_over_opens_a_gap(tmp_path: Pa
         await eventually(covering, within=20, message="a gap from the loss covers the changes")
 
 
+def _paged(tmp_path: Path) -> contextlib.AbstractAsyncContextManager[Running]:
+    """A daemon on an org of 250 users, read in pages of 100."""
+    return running(tmp_path, sim_settings(agents=250), MONITOR_GENESYS__USERS_PAGE_SIZE="100")
+
+
+def _listing(sim: Simulator) -> list[str]:
+    """The users in the order the listing pages them. When the first leaves between two pages of
+    100, offset paging never shows the 101st."""
+    return [a.id for a in sorted(sim.org.agents.values(), key=lambda a: (a.name.lower(), a.id))]
+
+
 async def test_a_user_leaving_while_a_snapshot_pages_hides_no_other(tmp_path: Path) -> None:
     """Offset paging skips a user when one listed before it leaves mid-snapshot; the snapshot
     reads whoever the pages missed by id, so the change it alone could recover is recorded."""
-    async with running(
-        tmp_path, sim_settings(agents=250), MONITOR_GENESYS__USERS_PAGE_SIZE="100"
-    ) as run:
+    async with _paged(tmp_path) as run:
         sim = run.sim
-        listed = sorted(sim.org.agents.values(), key=lambda a: (a.name.lower(), a.id))
-        leaver, skipped = listed[0].id, listed[100].id
+        listed = _listing(sim)
+        leaver, skipped = listed[0], listed[100]
         left: list[str] = []
 
         def leave_after_first_page(transition: Transition) -> None:
@@ -275,7 +285,7 @@ async def test_a_user_leaving_while_a_snapshot_pages_hides_no_other(tmp_path: Pa
         sim.drop_all_sockets()
         # Made while no socket delivers: only the snapshot can see them. The first gives the
         # first page a transition, the moment the leaver leaves.
-        sim.org.set_routing(listed[1].id, RoutingStatus.INTERACTING, cause="test", force=True)
+        sim.org.set_routing(listed[1], RoutingStatus.INTERACTING, cause="test", force=True)
         sim.org.set_routing(skipped, RoutingStatus.INTERACTING, cause="test", force=True)
         await eventually(lambda: left, within=10, message="the first page was recorded")
 
@@ -371,12 +381,10 @@ async def test_an_agent_the_roster_listing_skips_is_not_taken_for_a_leaver(
 ) -> None:
     """A user leaving during the roster's offset-paged listing makes it skip another user; the
     skipped agent is read by id and stays on the roster instead of being taken for a leaver."""
-    async with running(
-        tmp_path, sim_settings(agents=250), MONITOR_GENESYS__USERS_PAGE_SIZE="100"
-    ) as run:
+    async with _paged(tmp_path) as run:
         sim = run.sim
-        listed = sorted(sim.org.agents.values(), key=lambda a: (a.name.lower(), a.id))
-        leaver, skipped = listed[0].id, listed[100].id
+        listed = _listing(sim)
+        leaver, skipped = listed[0], listed[100]
         source = RosterSource(
             run.daemon.clients[0].api, run.daemon.settings.roster, page_size=100, with_queues=False
         )

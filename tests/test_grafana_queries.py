@@ -121,7 +121,9 @@ async def make_everything_happen(run: Running) -> None:
     exist: a 429 storm and 5xx errors during a reconnect, socket_closing, duplicated frames."""
     sim, metrics = run.sim, run.daemon.metrics
     sim.duplicate_frames(0.2)
-    sim.rate_limit_storm(300, retry_after=1)
+    # 20 simulated minutes: 2 real seconds at x600, time for the reconnect to run into it on a
+    # busy machine.
+    sim.rate_limit_storm(1200, retry_after=1)
     sim.drop_all_sockets()
     await eventually(lambda: sample(metrics, "monitor_api_rate_limited_total") > 0, message="a 429")
     await sim.clock.sleep((sim.faults.rate_limit_storm_until_ms - sim.clock.now_ms()) / 1000)
