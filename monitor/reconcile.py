@@ -132,6 +132,7 @@ class Reconciler:
         wanted = set(agent_ids)
         api = self._api()
         made = 0
+        started = self._clock.monotonic()
         seen: set[str] = set()
         if len(wanted) > USERS_BY_ID_BATCH and len(wanted) >= len(self.watched) * _PAGE_ALL_SHARE:
             watched = self.watched | wanted
@@ -148,6 +149,12 @@ class Reconciler:
         if wanted - seen:
             log.info("snapshot_users_missing", count=len(wanted - seen))
         self._metrics.snapshots.inc()
+        log.info(
+            "snapshot_read",
+            agents=len(wanted),
+            transitions=made,
+            seconds=round(self._clock.monotonic() - started, 3),
+        )
         return made
 
     async def _record(self, users: list[UserRecord], seen: set[str]) -> int:

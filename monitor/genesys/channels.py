@@ -346,8 +346,10 @@ class Slot:
         self._up_gauge.set(0)
 
     def _record_gap(self, start_ms: int, end_ms: int, reason: str) -> None:
+        seconds = max(0, end_ms - start_ms) / 1000
+        log.info("gap_recorded", slot=self.label, reason=reason, seconds=round(seconds, 3))
         self._d.metrics.gaps.inc()
-        self._d.metrics.gap_seconds.inc(max(0, end_ms - start_ms) / 1000)
+        self._d.metrics.gap_seconds.inc(seconds)
         self._d.record_gap(Gap(self.label, start_ms, end_ms, reason, tuple(sorted(self.agents))))
 
     # --- planned changes -------------------------------------------------------------------------
