@@ -141,10 +141,7 @@ class Reconciler:
         # By id: the agents asked for, or those the pages missed. Paging is by offset, so a user
         # who leaves the listing meanwhile moves every later user one place back, and the first
         # of the next page is never shown.
-        rest = sorted(wanted - seen)
-        for i in range(0, len(rest), USERS_BY_ID_BATCH):
-            batch = rest[i : i + USERS_BY_ID_BATCH]
-            users = await api.users_by_id(batch, expand=EXPAND)
+        async for users in api.users_by_id(sorted(wanted - seen), expand=EXPAND):
             made += await self._record([u for u in users if u.agent.id in wanted], seen)
         if wanted - seen:
             log.info("snapshot_users_missing", count=len(wanted - seen))

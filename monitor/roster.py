@@ -16,7 +16,7 @@ import structlog
 from monitor.config import RosterSettings
 from monitor.core.model import Agent
 from monitor.errors import ConfigError
-from monitor.genesys.api import USERS_BY_ID_BATCH, GenesysApi
+from monitor.genesys.api import GenesysApi
 
 log = structlog.get_logger(__name__)
 
@@ -93,10 +93,9 @@ class RosterSource:
         """Watched agents the listing left out who are still active, read by id. The listing
         pages by offset: a user leaving it during the read moves every later user one place
         back, so one is never shown, and must not be taken for an agent who left."""
-        missing = sorted(set(watched) - listed)
         found: list[Agent] = []
-        for i in range(0, len(missing), USERS_BY_ID_BATCH):
-            for user in await self._api.users_by_id(missing[i : i + USERS_BY_ID_BATCH]):
+        async for users in self._api.users_by_id(sorted(set(watched) - listed)):
+            for user in users:
                 if user.agent.state == "active" and user.agent.id not in listed:
                     listed.add(user.agent.id)
                     found.append(user.agent)

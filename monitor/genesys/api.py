@@ -9,6 +9,7 @@ fresh token.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -370,18 +371,22 @@ class GenesysApi:
 
     async def users_by_id(
         self, ids: Sequence[str], *, expand: Sequence[str] = ()
-    ) -> list[UserRecord]:
-        """The users with these ids (at most USERS_BY_ID_BATCH), with their expands."""
-        params: dict[str, str | int | Sequence[str]] = {
-            "id": list(ids),
-            "pageSize": len(ids),
-            "state": "any",
-        }
-        if expand:
-            params["expand"] = list(expand)
-        body = await self.call("GET", "/api/v2/users", route="users", params=params)
-        now = self._clock.now_ms()
-        return list(self._parse(lambda b: payloads.parse_users_page(b, now), body, "users").users)
+    ) -> AsyncIterator[list[UserRecord]]:
+        """The users with these ids, whatever their state, with their expands: one list per
+        request of at most USERS_BY_ID_BATCH ids, as each is read."""
+        for i in range(0, len(ids), USERS_BY_ID_BATCH):
+            batch = list(ids[i : i + USERS_BY_ID_BATCH])
+            params: dict[str, str | int | Sequence[str]] = {
+                "id": batch,
+                "pageSize": len(batch),
+                "state": "any",
+            }
+            if expand:
+                params["expand"] = list(expand)
+            body = await self.call("GET", "/api/v2/users", route="users", params=params)
+            parse = functools.partial(payloads.parse_users_page, fallback_ms=self._clock.now_ms())
+            page = self._parse(parse, body, "users")
+            yield list(page.users)
 
     async def queue_member_ids(self, queue_id: str, page_size: int = 100) -> list[str]:
         ids: list[str] = []
