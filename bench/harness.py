@@ -418,12 +418,23 @@ def histogram_between(before: str, after: str, name: str) -> list[tuple[float, f
     return sorted((le, count - then.get(le, 0.0)) for le, count in now.items())
 
 
+def bucket_total(buckets: list[tuple[float, float]]) -> float:
+    """How many observations the buckets hold (the +Inf bucket's count)."""
+    return buckets[-1][1] if buckets else 0.0
+
+
 def bucket_quantile(buckets: list[tuple[float, float]], q: float) -> float:
     """The upper bound of the bucket that holds quantile `q` (NaN when nothing was observed)."""
-    total = buckets[-1][1] if buckets else 0.0
+    total = bucket_total(buckets)
     if total <= 0:
         return math.nan
     return next(le for le, count in buckets if count >= q * total)
+
+
+def count_above(buckets: list[tuple[float, float]], bound: float) -> float:
+    """How many observations were above `bound`, one of the buckets' bounds."""
+    total = bucket_total(buckets)
+    return total - next((count for le, count in buckets if le == bound), total)
 
 
 # --- the database ------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ from bench.harness import (
     DbReader,
     add_quiet_option,
     bucket_quantile,
+    bucket_total,
+    count_above,
     daemon_env,
     dump_json,
     free_port,
@@ -198,17 +200,11 @@ async def phase(
         "cpu_daemon": cpu["daemon"],
         "cpu_other": cpu["other"],
         "loop_lag_p99_s": bucket_quantile(loop_lag, 0.99),
-        "loop_lag_ticks": loop_lag[-1][1] if loop_lag else 0,
-        "loop_lag_over_250ms": lag_over(loop_lag, 0.25),
+        "loop_lag_ticks": bucket_total(loop_lag),
+        "loop_lag_over_250ms": count_above(loop_lag, 0.25),
         "commit_p99_s": bucket_quantile(commits, 0.99),
-        "commits": commits[-1][1] if commits else 0,
+        "commits": bucket_total(commits),
     }
-
-
-def lag_over(buckets: list[tuple[float, float]], seconds: float) -> float:
-    """How many observations were above `seconds` (a bucket bound)."""
-    total = buckets[-1][1] if buckets else 0.0
-    return total - next((count for le, count in buckets if le == seconds), total)
 
 
 def visible_on_metrics(
