@@ -66,6 +66,17 @@ async def runs(run: Running, name: str) -> list[int]:
     return [row[0] for row in rows]
 
 
+async def recorded(run: Running, name: str, count: int) -> list[int]:
+    """The due times of `name`'s runs once `count` are recorded: a run is recorded after its
+    changes are made, which under load can take longer than the simulated minutes waited."""
+
+    async def enough() -> list[int]:
+        due = await runs(run, name)
+        return due if len(due) >= count else []
+
+    return await eventually(enough, message=f"{count} runs of {name}")
+
+
 async def until(run: Running, moment_ms: int) -> None:
     await run.sim.clock.sleep((moment_ms - run.sim.clock.now_ms()) / 1000)
 
@@ -115,8 +126,8 @@ async def test_local_times_across_dst(
     )
     async with running(tmp_path, fast_sim(start), toml=schedules, env=FAST) as run:
         await until(run, utc_ms(end))
-        assert await runs(run, "evening") == [utc_ms(t) for t in evening]
-        assert await runs(run, "night") == [utc_ms(t) for t in night]
+        assert await recorded(run, "evening", len(evening)) == [utc_ms(t) for t in evening]
+        assert await recorded(run, "night", len(night)) == [utc_ms(t) for t in night]
 
 
 async def test_end_of_day_reset_changes_exactly_the_selection(tmp_path: Path) -> None:
@@ -143,6 +154,7 @@ async def test_end_of_day_reset_changes_exactly_the_selection(tmp_path: Path) ->
         org.set_routing(interacting, RoutingStatus.INTERACTING, cause="test")
         org.set_system_presence(on_break, Presence.BREAK, cause="test")
         await until(run, utc_ms("2026-06-01T21:30:00"))
+        await recorded(run, "end-of-day", 1)
         presence = {a: org.presence_of(org.agent(a)) for a in ids[:4]}
         assert presence == {
             on_queue: Presence.OFFLINE,
@@ -171,7 +183,7 @@ async def test_a_run_missed_while_down_follows_the_catch_up_policy(
     settings = fast_sim("2026-06-01T17:00:00")
     async with running(tmp_path, settings, toml=toml([schedule]), env=FAST) as run:
         await until(run, utc_ms("2026-06-01T21:10:00"))
-        assert await runs(run, "reset") == [utc_ms("2026-06-01T21:00:00")]
+        assert await recorded(run, "reset", 1) == [utc_ms("2026-06-01T21:00:00")]
     # Down across the next day's 23:00, back 30 minutes later.
     later = fast_sim("2026-06-02T21:30:00")
     async with Simulator.start(later) as sim2:
@@ -179,11 +191,7 @@ async def test_a_run_missed_while_down_follows_the_catch_up_policy(
         sim2.org.set_system_presence(agent, Presence.ON_QUEUE, cause="test")
         async with running(tmp_path, simulator=sim2, toml=toml([schedule]), env=FAST) as run:
             due = utc_ms("2026-06-02T21:00:00")
-
-            async def settled() -> bool:
-                return len(await runs(run, "reset")) == 2
-
-            await eventually(settled)
+            await recorded(run, "reset", 2)
             last = await run.daemon.store.last_schedule_run("reset")
             assert last is not None
             assert (last[0], last[2]) == (due, expected)
