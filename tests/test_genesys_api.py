@@ -75,6 +75,17 @@ async def test_all_users_past_the_paging_cap(agents: int) -> None:
         assert [u.agent.id for u in users] == expected
 
 
+async def test_users_read_twice_share_their_strings() -> None:
+    """Two reads of the users give the same id, division and state objects, not copies: the
+    roster, the tracker and the metrics keep them for as long as the agents are watched."""
+    async with client(SimSettings(agents=6, divisions=2, requests_per_minute=0)) as (_s, api, _t):
+        first, second = await api.all_users(5), await api.all_users(5)
+        pairs = list(zip((u.agent for u in first), (u.agent for u in second), strict=True))
+        assert all(a.id is b.id and a.division_id is b.division_id for a, b in pairs)
+        assert all(a.state is b.state for a, b in pairs)
+        assert len({id(a.division_name) for a, _ in pairs}) == 2
+
+
 async def test_429_waits_for_retry_after_then_succeeds() -> None:
     """A 429 pauses the token for Retry-After, then the request goes through."""
     async with client(replace(SimSettings(agents=5), requests_per_minute=0, time_factor=30)) as (

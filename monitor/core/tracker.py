@@ -38,14 +38,18 @@ __all__ = ["Tracker"]
 # late change from a repeat of one already recorded.
 RECENT = 6
 
+# A recent event is kept as one int, event_ms * _SPAN + the number the tracker gave its (value,
+# definition) pair; an org has a few dozen such pairs. One int costs 36 bytes where a tuple of
+# three and its int cost about 100: at 20,000 agents, recent events are the tracker's largest part.
+# The common paths only build and compare these ints; ordering (for ties and late events, which
+# are rare) goes through the decoded (event_ms, value, definition) as before.
+_SPAN = 1 << 32
+
 _Event = tuple[int, str, str | None]
-# (value, definition_id, since_ms, watermark_ms, recent events newest first). A plain tuple is
-# several times cheaper to build than the frozen StatusState, and apply() builds one per update.
-_Entry = tuple[str, str | None, int, int, tuple[_Event, ...]]
-
-
-def _order(event: _Event) -> tuple[int, str, str]:
-    return event[0], event[1], event[2] or ""
+# (value, definition_id, since_ms, watermark_ms, recent events newest first, encoded). A plain
+# tuple is several times cheaper to build than the frozen StatusState, and apply() builds one per
+# update.
+_Entry = tuple[str, str | None, int, int, tuple[int, ...]]
 
 
 class Tracker:
@@ -55,15 +59,51 @@ class Tracker:
     as older than what we know (including ties lost), so that metrics can show them.
     """
 
-    __slots__ = ("_presence", "_routing", "applied", "duplicates", "late", "stale")
+    __slots__ = (
+        "_codes",
+        "_pairs",
+        "_presence",
+        "_routing",
+        "applied",
+        "duplicates",
+        "late",
+        "stale",
+    )
 
     def __init__(self) -> None:
         self._presence: dict[str, _Entry] = {}
         self._routing: dict[str, _Entry] = {}
+        # (value, definition) <-> its number in encoded recent events. Pairs are never dropped:
+        # they are as few as the org's presence definitions times the status names.
+        self._codes: dict[tuple[str, str | None], int] = {}
+        self._pairs: list[tuple[str, str | None]] = []
         self.applied = 0
         self.duplicates = 0
         self.late = 0
         self.stale = 0
+
+    def _encode(self, event: int, value: str, definition: str | None) -> int:
+        pair = (value, definition)
+        code = self._codes.get(pair)
+        if code is None:
+            code = self._codes[pair] = len(self._pairs)
+            self._pairs.append(pair)
+        return event * _SPAN + code
+
+    def _decode(self, encoded: int) -> _Event:
+        event, code = divmod(encoded, _SPAN)
+        value, definition = self._pairs[code]
+        return event, value, definition
+
+    def _merge(self, recent: tuple[int, ...], encoded: int) -> tuple[int, ...]:
+        """`recent` with one more event, newest first by (event_ms, value, definition or ""),
+        the oldest beyond RECENT dropped: the order every arrival order agrees on."""
+
+        def order(item: int) -> tuple[int, str, str]:
+            event, value, definition = self._decode(item)
+            return event, value, definition or ""
+
+        return tuple(sorted((*recent, encoded), key=order, reverse=True)[:RECENT])
 
     def _table(self, kind: Kind) -> dict[str, _Entry]:
         # One dict per kind keeps the key a plain str, whose hash is cached; an enum in a tuple
@@ -82,12 +122,19 @@ class Tracker:
         event = update.event_ms
         entry = table.get(agent)
         if entry is None:
-            table[agent] = (value, definition, event, event, ((event, value, definition),))
+            table[agent] = (
+                value,
+                definition,
+                event,
+                event,
+                (self._encode(event, value, definition),),
+            )
             self.applied += 1
             return Transition(agent, kind, None, value, definition, event, seen_ms, source)
         old_value, old_definition, since, watermark, recent = entry
         if event < watermark:
-            return self._late(table, agent, kind, (event, value, definition), seen_ms, source)
+            encoded = self._encode(event, value, definition)
+            return self._late(table, agent, kind, encoded, seen_ms, source)
         if value == old_value and definition == old_definition:
             if event == watermark:
                 self.duplicates += 1
@@ -96,10 +143,10 @@ class Tracker:
         elif event == watermark and (value, definition or "") < (old_value, old_definition or ""):
             # A tie lost: the state already holds the winner, whichever arrived first. It is
             # remembered, so that hearing it again later is a repeat, not a late change.
-            lost = (event, value, definition)
-            if lost not in recent:
-                merged = sorted((*recent, lost), key=_order, reverse=True)[:RECENT]
-                table[agent] = (old_value, old_definition, since, watermark, tuple(merged))
+            encoded = self._encode(event, value, definition)
+            if encoded not in recent:
+                merged = self._merge(recent, encoded)
+                table[agent] = (old_value, old_definition, since, watermark, merged)
             self.stale += 1
             return None
         table[agent] = (
@@ -107,7 +154,7 @@ class Tracker:
             definition,
             event,
             event,
-            ((event, value, definition), *recent[: RECENT - 1]),
+            (self._encode(event, value, definition), *recent[: RECENT - 1]),
         )
         self.applied += 1
         return Transition(agent, kind, old_value, value, definition, event, seen_ms, source)
@@ -117,23 +164,25 @@ class Tracker:
         table: dict[str, _Entry],
         agent: str,
         kind: Kind,
-        event: _Event,
+        encoded: int,
         seen_ms: int,
         source: Source,
     ) -> Transition | None:
         value, definition, since, watermark, recent = table[agent]
-        if event in recent:
+        if encoded in recent:
             self.duplicates += 1
             return None
-        # The change that was current just before this one, if still remembered.
-        before = next((e for e in recent if e[0] < event[0]), None)
-        merged = sorted((*recent, event), key=_order, reverse=True)[:RECENT]
-        table[agent] = (value, definition, since, watermark, tuple(merged))
+        event = self._decode(encoded)
+        # The change that was current just before this one, if still remembered: the newest with
+        # an earlier event time (encoded below event_ms * _SPAN).
+        floor = event[0] * _SPAN
+        before = next((e for e in recent if e < floor), None)
+        table[agent] = (value, definition, since, watermark, self._merge(recent, encoded))
         self.late += 1
         return Transition(
             agent,
             kind,
-            None if before is None else before[1],
+            None if before is None else self._decode(before)[1],
             event[1],
             event[2],
             event[0],
@@ -171,14 +220,16 @@ class Tracker:
         count = 0
         for (agent, kind), state in items:
             definition = state.definition_id or None
-            recent = {(state.watermark_ms, state.value, definition)}
-            recent.add((state.since_ms, state.value, definition))
+            recent: tuple[int, ...] = (self._encode(state.watermark_ms, state.value, definition),)
+            if state.since_ms != state.watermark_ms:
+                since = self._encode(state.since_ms, state.value, definition)
+                recent = self._merge(recent, since)
             self._table(kind)[agent] = (
                 state.value,
                 definition,
                 state.since_ms,
                 state.watermark_ms,
-                tuple(sorted(recent, key=_order, reverse=True)),
+                recent,
             )
             count += 1
         return count

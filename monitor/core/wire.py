@@ -222,7 +222,9 @@ def _user_frame(frame: dict[str, Any], topic: str, received_ms: int) -> Message:
         return Ignored(topic)
     if not is_agent_id(agent):
         raise DecodeError(f"agent id in topic is not a UUID: {_short(topic)}")
-    agent = agent.lower()
+    # One shared string per agent, as for status names: ids from frames end up in the tracker's
+    # and the metrics' tables, and a copy per frame would be kept for as long as they are.
+    agent = sys.intern(agent.lower())
     body = _object(frame, "eventBody")
     metadata = frame.get("metadata")
     correlation = metadata.get("CorrelationId") if type(metadata) is dict else None

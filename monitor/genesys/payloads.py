@@ -7,6 +7,7 @@ need are ignored, so additions on Genesys's side do not break it.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -105,9 +106,11 @@ def _status(text: Any, what: str) -> str:
 
 
 def agent_id(value: Any, what: str = "id") -> str:
-    """A Genesys user id (a UUID), lower-cased."""
+    """A Genesys user id (a UUID), lower-cased; one shared string per id (every roster refresh
+    and snapshot reads each id again, and the copies would outlive the read in the tables that
+    keep them)."""
     try:
-        return str(uuid.UUID(value))
+        return sys.intern(str(uuid.UUID(value)))
     except (TypeError, ValueError, AttributeError):
         raise DecodeError(f"{what}: not a user id: {value!r}") from None
 
@@ -123,7 +126,7 @@ def parse_presence(body: Any, user_id: str, fallback_ms: int) -> Update:
         Kind.PRESENCE,
         value,
         fallback_ms if event_ms is None else event_ms,
-        _str(definition, "id", "presence.presenceDefinition"),
+        sys.intern(_str(definition, "id", "presence.presenceDefinition")),
     )
 
 
@@ -140,15 +143,16 @@ def parse_user(body: Any, fallback_ms: int) -> UserRecord:
     uid = agent_id(obj.get("id"), "user.id")
     division = _optional_obj(obj, "division")
     manager = _optional_obj(obj, "manager")
+    # Divisions, departments, managers and states are shared by many agents: one string each.
     agent = Agent(
         id=uid,
         name=_str(obj, "name", "user", required=False) or uid,
         email=_str(obj, "email", "user", required=False),
-        division_id=str(division.get("id") or ""),
-        division_name=str(division.get("name") or ""),
-        department=_str(obj, "department", "user", required=False),
-        manager_id=str(manager.get("id") or ""),
-        state=_str(obj, "state", "user", required=False) or "active",
+        division_id=sys.intern(str(division.get("id") or "")),
+        division_name=sys.intern(str(division.get("name") or "")),
+        department=sys.intern(_str(obj, "department", "user", required=False)),
+        manager_id=sys.intern(str(manager.get("id") or "")),
+        state=sys.intern(_str(obj, "state", "user", required=False) or "active"),
     )
     presence = obj.get("presence")
     routing = obj.get("routingStatus")

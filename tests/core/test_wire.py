@@ -466,3 +466,13 @@ def test_valid_presence_frames_round_trip(
         None,
         (Update(agent, Kind.PRESENCE, presence.value, expected_ms, definition),),
     )
+
+
+def test_frames_of_one_agent_share_its_id_and_definition_strings() -> None:
+    """Every frame of an agent yields the same id and definition id objects, not a copy each:
+    the tracker and the metrics keep them for as long as the agent is watched."""
+    first, second = decode(PRESENCE_DATED, RECEIVED), decode(PRESENCE_DATED.encode(), RECEIVED)
+    assert isinstance(first, Updates)
+    assert isinstance(second, Updates)
+    assert first.updates[0].agent_id is second.updates[0].agent_id
+    assert first.updates[0].definition_id is second.updates[0].definition_id
