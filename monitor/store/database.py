@@ -11,6 +11,13 @@ transaction. So each transaction runs in a task of its own that callers await th
 back as a whole, and `close()` waits for it. An asyncio.Lock (first come, first served) keeps
 transactions and reads on that connection from interleaving.
 
+Batches of transitions go through a second connection, on a thread of its own, as one call per
+transaction (`_batch`). Through aiosqlite a batch is a score of calls (BEGIN, the chunks of rows
+and of states, COMMIT), and each waits for the event loop's next turn; under load that turn comes
+after the websockets' readers have decoded their frames, so SQLite and decoding took turns
+instead of running side by side. The same asyncio.Lock covers both connections, so their
+transactions never contend for SQLite's write lock.
+
 Exports, backups and integrity checks read through short-lived read-only connections of their own:
 in WAL mode they see one consistent snapshot and never hold up the writer.
 """
@@ -21,6 +28,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -35,14 +43,18 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-# Page cache of the writing connection, in MiB. Measured with bench/bench_store.py on two million
-# transitions (a 300 MiB file: table 143 MiB, natural-key index 111 MiB, per-agent index 46 MiB):
+# Page cache of the batch connection (the one that writes transitions), in MiB. Measured with
+# bench/bench_store.py on two million transitions (a 300 MiB file: table 143 MiB, natural-key
+# index 111 MiB, per-agent index 46 MiB):
 # inserts run as fast with 8 MiB as with 256 MiB, because they touch only the right edges of the
 # table and of the natural-key index and the current hour of the per-agent index. The cache is
 # the largest single part of the daemon's resident memory once the file outgrows it (the chaos
 # run: 64 MiB of 220 at 5,000 agents), and reads of past days go to the report cache, so it is
 # kept small; the operating system's file cache serves the rest.
 DEFAULT_CACHE_MIB = 8
+# The other connection's: it writes small transactions and reads little (current state at start,
+# gaps, the audit trail); report reads of past days go to the report cache.
+_MAIN_CACHE_MIB = 2
 # Pages of WAL before an automatic checkpoint (SQLite's default is 1,000). A commit of a large
 # batch dirties hundreds of pages, and with the default nearly every such commit would pay for a
 # checkpoint and its fsyncs; checkpointing less often also copies each hot page back once for
@@ -84,12 +96,68 @@ async def _rollback(conn: aiosqlite.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
+class _BatchConnection:
+    """A plain sqlite3 connection and the one thread that uses it: each `run` is one hand-off."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-batch")
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self, settings: Sequence[str]) -> None:
+        """Connect and apply `settings` (PRAGMA statements, busy_timeout among them)."""
+
+        def connect() -> None:
+            # Every call runs on the executor's one thread; the check would only guard that.
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            try:
+                for statement in settings:
+                    conn.execute(statement)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+
+        await self.run(connect)
+
+    async def run(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+
+    def transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """`body` in one BEGIN IMMEDIATE transaction; runs on the connection's thread."""
+        conn = self._conn
+        if conn is None:
+            raise sqlite3.ProgrammingError("the batch connection is not open")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = body(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            # As in _rollback: the failure may have ended the transaction already.
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        return result
+
+    async def close(self) -> None:
+        def close() -> None:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+        try:
+            await self.run(close)
+        finally:
+            self._thread.shutdown(wait=False)
+
+
 class Database:
     """One SQLite file with the monitor's schema. Open it with `await <class>.open(path)`."""
 
     def __init__(self, path: Path, conn: aiosqlite.Connection, busy_timeout_ms: int) -> None:
         self.path = path
         self._conn: aiosqlite.Connection | None = conn
+        self._batches = _BatchConnection(path)
         self._busy_timeout_ms = busy_timeout_ms
         self._lock = asyncio.Lock()
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -117,27 +185,41 @@ class Database:
             )
         database = cls(path, conn, busy_timeout_ms)
         try:
-            await database._configure(cache_mib, wal_autocheckpoint)
+            settings = database._settings(wal_autocheckpoint)
+            await database._configure(settings, _MAIN_CACHE_MIB)
             await database._migrate()
+            with translate(f"cannot open {path}"):
+                await database._batches.open(
+                    [*settings, f"PRAGMA cache_size = -{int(cache_mib) * 1024}"]
+                )
             await database._load()
         except BaseException:
             database._detach()
+            with contextlib.suppress(sqlite3.Error):
+                await database._batches.close()
             with contextlib.suppress(sqlite3.Error):
                 await conn.close()
             raise
         return database
 
-    async def _configure(self, cache_mib: int, wal_autocheckpoint: int) -> None:
+    def _settings(self, wal_autocheckpoint: int) -> list[str]:
+        """The settings both connections take (WAL mode is the file's, set once)."""
+        return [
+            f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}",
+            "PRAGMA synchronous = NORMAL",
+            "PRAGMA foreign_keys = ON",
+            f"PRAGMA wal_autocheckpoint = {int(wal_autocheckpoint)}",
+            f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}",
+        ]
+
+    async def _configure(self, settings: Sequence[str], cache_mib: int) -> None:
         conn = self._open_conn()
         with translate(f"cannot open {self.path}"):
-            await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            await conn.execute(settings[0])  # busy_timeout, before anything waits for a lock
             # The first statement that reads the file: a file that is not SQLite fails here.
             mode = await self._enter_wal(conn)
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            await conn.execute("PRAGMA foreign_keys = ON")
-            await conn.execute(f"PRAGMA cache_size = -{int(cache_mib) * 1024}")
-            await conn.execute(f"PRAGMA wal_autocheckpoint = {int(wal_autocheckpoint)}")
-            await conn.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
+            for statement in (*settings[1:], f"PRAGMA cache_size = -{int(cache_mib) * 1024}"):
+                await conn.execute(statement)
         if str(mode).lower() != "wal":
             raise StoreError(
                 f"cannot open {self.path}: SQLite refused WAL mode (journal_mode is {mode}); "
@@ -219,7 +301,10 @@ class Database:
                 log.warning("store.optimize_failed", path=str(self.path), error=str(exc))
             finally:
                 with translate(f"cannot close {self.path}"):
-                    await conn.close()
+                    try:
+                        await self._batches.close()
+                    finally:
+                        await conn.close()
 
     def _detach(self) -> aiosqlite.Connection | None:
         conn, self._conn = self._conn, None
@@ -284,6 +369,35 @@ class Database:
                 except BaseException:
                     await _rollback(conn)
                     raise
+            if committed is not None:
+                committed(result)
+            return result
+
+    async def _batch(
+        self,
+        what: str,
+        body: Callable[[sqlite3.Connection], T],
+        committed: Callable[[T], None] | None = None,
+    ) -> T:
+        """Like `_transaction`, but `body` runs whole on the batch connection's thread, in one
+        call: for the hot path, whose statements need nothing from the event loop between them.
+        `body` must not touch the event loop or anything it changes meanwhile."""
+        self._open_conn()
+        task = asyncio.ensure_future(self._run_batch(what, body, committed))
+        self._inflight.add(task)
+        task.add_done_callback(self._settled)
+        return await asyncio.shield(task)
+
+    async def _run_batch(
+        self,
+        what: str,
+        body: Callable[[sqlite3.Connection], T],
+        committed: Callable[[T], None] | None,
+    ) -> T:
+        async with self._lock:
+            self._open_conn()
+            with translate(what):
+                result = await self._batches.run(lambda: self._batches.transaction(body))
             if committed is not None:
                 committed(result)
             return result

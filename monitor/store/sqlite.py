@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,31 +103,32 @@ class Store(Database):
             self._keys.update(new_keys)
             self._transitions += inserted
 
-        inserted, _ = await self._transaction(
+        inserted, _ = await self._batch(
             "cannot write transitions", lambda conn: self._write_batch(conn, batch), committed
         )
         return inserted
 
-    async def _write_batch(
-        self, conn: aiosqlite.Connection, batch: list[Transition]
+    def _write_batch(
+        self, conn: sqlite3.Connection, batch: list[Transition]
     ) -> tuple[int, dict[str, int]]:
+        # On the batch connection's thread: `self._keys` changes only in `committed` callbacks,
+        # on the event loop, and never while a transaction (this one) holds the store's lock.
         keys = self._keys
         unknown = [agent for agent in dict.fromkeys(t.agent_id for t in batch) if agent not in keys]
         new_keys: dict[str, int] = {}
         if unknown:
-            await conn.executemany(
+            conn.executemany(
                 "INSERT INTO agents (id) VALUES (?) ON CONFLICT (id) DO NOTHING",
                 [(agent,) for agent in unknown],
             )
-            new_keys = _key_map(await conn.execute_fetchall(q.AGENT_KEYS, (json.dumps(unknown),)))
+            new_keys = _key_map(conn.execute(q.AGENT_KEYS, (json.dumps(unknown),)).fetchall())
             keys = {**keys, **new_keys}
         rows, states = transition_rows(batch, keys)
         inserted = 0
         for sql, params in q.multi_row(q.INSERT_TRANSITIONS, rows, q.INSERT_TRANSITIONS_CONFLICT):
-            cursor = await conn.execute(sql, params)
-            inserted += max(cursor.rowcount, 0)  # rows ignored as replays are not counted
+            inserted += max(conn.execute(sql, params).rowcount, 0)  # replays are not counted
         for sql, params in q.multi_row(q.UPSERT_STATES, states, q.UPSERT_STATES_CONFLICT):
-            await conn.execute(sql, params)
+            conn.execute(sql, params)
         return inserted, new_keys
 
     async def load_states(self) -> dict[tuple[str, Kind], StatusState]:

@@ -196,7 +196,11 @@ class Writer:
             for _ in range(size):
                 self._buffer.popleft()
             self._written += size
-            self._room.set()
+            # Room is announced on the loop's next turn, not now: callbacks run in the order they
+            # were scheduled, so the next batch (when one is waiting) reaches the store before the
+            # readers waiting for room wake up and decode their next frames. Otherwise the store
+            # would sit idle while they do, and writing and decoding would take turns.
+            loop.call_soon(self._room.set)
             collect_from = loop.time()
 
     async def _collect(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
