@@ -1,9 +1,9 @@
-"""The SQLite connection: opening, settings, migrations, transactions, backups, closing.
+"""The SQLite connections: opening, settings, migrations, transactions, backups, closing.
 
 This module and sqlite.py are the only ones that import aiosqlite; every sqlite3/aiosqlite
 exception is translated into StoreError at their boundary.
 
-One connection does all the writing and the small reads. aiosqlite runs it on its own thread and
+One connection does the small writes and reads. aiosqlite runs it on its own thread and
 executes calls in order, but a transaction made of several awaited calls could still be cut in two
 if the awaiting task were cancelled between them, leaving the connection inside an open
 transaction. So each transaction runs in a task of its own that callers await through
@@ -12,7 +12,7 @@ back as a whole, and `close()` waits for it. An asyncio.Lock (first come, first 
 transactions and reads on that connection from interleaving.
 
 Batches of transitions go through a second connection, on a thread of its own, as one call per
-transaction (`_batch`). Through aiosqlite a batch is a score of calls (BEGIN, the chunks of rows
+transaction (`_batch`), in a task of their own like the others. Through aiosqlite a batch is a score of calls (BEGIN, the chunks of rows
 and of states, COMMIT), and each waits for the event loop's next turn; under load that turn comes
 after the websockets' readers have decoded their frames, so SQLite and decoding took turns
 instead of running side by side. The same asyncio.Lock covers both connections, so their
