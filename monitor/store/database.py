@@ -12,10 +12,10 @@ back as a whole, and `close()` waits for it. An asyncio.Lock (first come, first 
 transactions and reads on that connection from interleaving.
 
 Batches of transitions go through a second connection, on a thread of its own, as one call per
-transaction (`_batch`), in a task of their own like the others. Through aiosqlite a batch is a score of calls (BEGIN, the chunks of rows
-and of states, COMMIT), and each waits for the event loop's next turn; under load that turn comes
-after the websockets' readers have decoded their frames, so SQLite and decoding took turns
-instead of running side by side. The same asyncio.Lock covers both connections, so their
+transaction (`_batch`), in a task of their own like the others. Through aiosqlite a batch is a
+score of calls (BEGIN, the chunks of rows and of states, COMMIT), and each waits for the event
+loop's next turn; under load that turn comes after the websockets' readers have decoded their
+frames, so SQLite and decoding took turns instead of running side by side. The same asyncio.Lock covers both connections, so their
 transactions never contend for SQLite's write lock.
 
 Exports, backups and integrity checks read through short-lived read-only connections of their own:
@@ -339,39 +339,7 @@ class Database:
         The transaction is a task of its own, so cancelling the caller never leaves it half done
         (see the module docstring); `committed` runs in that task for the same reason.
         """
-        self._open_conn()
-        task = asyncio.ensure_future(self._run_transaction(what, body, committed))
-        self._inflight.add(task)
-        task.add_done_callback(self._settled)
-        return await asyncio.shield(task)
-
-    def _settled(self, task: asyncio.Task[Any]) -> None:
-        self._inflight.discard(task)
-        # Marks the outcome as seen even when the caller was cancelled and no longer awaits it.
-        if not task.cancelled() and task.exception() is not None:
-            log.debug("store.transaction_failed", error=str(task.exception()))
-
-    async def _run_transaction(
-        self,
-        what: str,
-        body: Callable[[aiosqlite.Connection], Awaitable[T]],
-        committed: Callable[[T], None] | None,
-    ) -> T:
-        async with self._lock:
-            conn = self._open_conn()
-            with translate(what):
-                # IMMEDIATE takes the write lock up front: a deferred transaction that reads
-                # first can hit SQLITE_BUSY on its first write, which busy_timeout cannot cure.
-                await conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = await body(conn)
-                    await conn.execute("COMMIT")
-                except BaseException:
-                    await _rollback(conn)
-                    raise
-            if committed is not None:
-                committed(result)
-            return result
+        return await self._in_own_task(what, lambda: self._on_main(body), committed)
 
     async def _batch(
         self,
@@ -382,25 +350,57 @@ class Database:
         """Like `_transaction`, but `body` runs whole on the batch connection's thread, in one
         call: for the hot path, whose statements need nothing from the event loop between them.
         `body` must not touch the event loop or anything it changes meanwhile."""
+        batches = self._batches
+        return await self._in_own_task(
+            what, lambda: batches.run(lambda: batches.transaction(body)), committed
+        )
+
+    async def _in_own_task(
+        self,
+        what: str,
+        run: Callable[[], Awaitable[T]],
+        committed: Callable[[T], None] | None,
+    ) -> T:
+        """`run()` under the lock, in a task of its own that the caller awaits shielded."""
         self._open_conn()
-        task = asyncio.ensure_future(self._run_batch(what, body, committed))
+        task = asyncio.ensure_future(self._locked(what, run, committed))
         self._inflight.add(task)
         task.add_done_callback(self._settled)
         return await asyncio.shield(task)
 
-    async def _run_batch(
+    def _settled(self, task: asyncio.Task[Any]) -> None:
+        self._inflight.discard(task)
+        # Marks the outcome as seen even when the caller was cancelled and no longer awaits it.
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("store.transaction_failed", error=str(task.exception()))
+
+    async def _locked(
         self,
         what: str,
-        body: Callable[[sqlite3.Connection], T],
+        run: Callable[[], Awaitable[T]],
         committed: Callable[[T], None] | None,
     ) -> T:
         async with self._lock:
             self._open_conn()
             with translate(what):
-                result = await self._batches.run(lambda: self._batches.transaction(body))
+                result = await run()
             if committed is not None:
                 committed(result)
             return result
+
+    async def _on_main(self, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """`body` in one transaction on the main connection; under the lock."""
+        conn = self._open_conn()
+        # IMMEDIATE takes the write lock up front: a deferred transaction that reads first can
+        # hit SQLITE_BUSY on its first write, which busy_timeout cannot cure.
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = await body(conn)
+            await conn.execute("COMMIT")
+        except BaseException:
+            await _rollback(conn)
+            raise
+        return result
 
     async def _read(self, what: str, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
         """Run `body` on the main connection, between transactions."""
