@@ -623,3 +623,27 @@ def test_exported_times_are_exact_to_the_millisecond(times: list[int]) -> None:
     expected = [iso_ms(at) for at in sorted(times)]
     assert [row["event_time"] for row in rows] == expected
     assert [row["seen_time"] for row in rows] == expected
+
+
+async def test_batches_join_the_lane_only_while_no_other_caller_waits(store: Store) -> None:
+    """A read asked for while batches are being written goes before the batches asked for
+    after it, and every batch is written."""
+    done: list[str] = []
+
+    async def write(name: str, n: int) -> None:
+        await store.write([tr(f"agent-{n}-{i}", "IDLE", T0 + i) for i in range(200)])
+        done.append(name)
+
+    async def read() -> None:
+        await store.stats()
+        done.append("read")
+
+    first = asyncio.create_task(write("first", 1))
+    second = asyncio.create_task(write("second", 2))
+    await asyncio.sleep(0)
+    reading = asyncio.create_task(read())
+    await asyncio.sleep(0)
+    third = asyncio.create_task(write("third", 3))
+    await asyncio.gather(first, second, reading, third)
+    assert done == ["first", "second", "read", "third"]
+    assert (await store.stats()).transitions == 600

@@ -7,7 +7,7 @@ import contextlib
 import os
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -196,6 +196,42 @@ async def test_a_batch_whose_write_was_cancelled_is_written_once(store: Store) -
     assert writer.depth == 0
     assert await stored(store) == 30
     assert await store.integrity_check() == "ok"
+
+
+class InFlight:
+    """The store, counting the writes it has been given and not yet finished."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.now = 0
+        self.most = 0
+
+    async def write(self, transitions: Sequence[Transition]) -> int:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            return await self.store.write(transitions)
+        finally:
+            self.now -= 1
+
+
+async def test_a_full_batch_behind_the_one_being_written_goes_to_the_store_at_once(
+    store: Store,
+) -> None:
+    """With full batches waiting, two are with the store at a time, and all are written once."""
+    seen = Batches()
+    sink = InFlight(store)
+    writer = Writer(sink, max_batch=10, max_delay_s=60, on_batch=seen.batch)
+    for n in range(45):
+        writer.put_nowait(tr(n))
+    task = asyncio.create_task(writer.run())
+    await eventually(lambda: seen.sizes == [10] * 4, message="four full batches")
+    assert sink.most == 2
+    await writer.drain(scaled(5))
+    await task
+    assert seen.sizes == [10, 10, 10, 10, 5]
+    assert writer.written == 45
+    assert await stored(store) == 45
 
 
 async def test_a_failing_callback_does_not_stop_the_writer(store: Store) -> None:

@@ -15,8 +15,14 @@ Batches of transitions go through a second connection, on a thread of its own, a
 transaction (`_batch`), in a task of their own like the others. Through aiosqlite a batch is a
 score of calls (BEGIN, the chunks of rows and of states, COMMIT), and each waits for the event
 loop's next turn; under load that turn comes after the websockets' readers have decoded their
-frames, so SQLite and decoding took turns instead of running side by side. The same asyncio.Lock covers both connections, so their
-transactions never contend for SQLite's write lock.
+frames, so SQLite and decoding would take turns instead of running side by side. The same
+asyncio.Lock covers both connections, so their transactions never contend for SQLite's write lock.
+
+For the same reason batches form a lane: a batch that comes while another is being written joins
+it and goes to the batch thread at once, without taking the lock again, and the thread writes
+them back to back; the lane holds the lock from its first batch until its last one has
+committed. A batch joins only while no other caller waits for the lock, so those wait at most for
+the batches already in the lane.
 
 Exports, backups and integrity checks read through short-lived read-only connections of their own:
 in WAL mode they see one consistent snapshot and never hold up the writer.
@@ -160,6 +166,8 @@ class Database:
         self._batches = _BatchConnection(path)
         self._busy_timeout_ms = busy_timeout_ms
         self._lock = asyncio.Lock()
+        self._waiting = 0  # callers waiting for the lock
+        self._lane = 0  # batches in the lane (see the module docstring), holding the lock
         self._inflight: set[asyncio.Task[Any]] = set()
 
     # --- opening and closing ------------------------------------------------------------------
@@ -289,7 +297,7 @@ class Database:
             return
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
-        async with self._lock:
+        async with self._locked():
             conn = self._detach()
             if conn is None:  # closed by a concurrent close() while this one waited
                 return
@@ -339,7 +347,12 @@ class Database:
         The transaction is a task of its own, so cancelling the caller never leaves it half done
         (see the module docstring); `committed` runs in that task for the same reason.
         """
-        return await self._in_own_task(what, lambda: self._on_main(body), committed)
+
+        async def run() -> T:
+            async with self._locked():
+                return await self._under_lock(what, lambda: self._on_main(body), committed)
+
+        return await self._in_own_task(run)
 
     async def _batch(
         self,
@@ -348,22 +361,32 @@ class Database:
         committed: Callable[[T], None] | None = None,
     ) -> T:
         """Like `_transaction`, but `body` runs whole on the batch connection's thread, in one
-        call: for the hot path, whose statements need nothing from the event loop between them.
-        `body` must not touch the event loop or anything it changes meanwhile."""
+        call, in the lane (see the module docstring): for the hot path, whose statements need
+        nothing from the event loop between them. `body` must not touch the event loop, nor
+        anything that the loop changes while batches may be in the lane."""
         batches = self._batches
-        return await self._in_own_task(
-            what, lambda: batches.run(lambda: batches.transaction(body)), committed
-        )
 
-    async def _in_own_task(
-        self,
-        what: str,
-        run: Callable[[], Awaitable[T]],
-        committed: Callable[[T], None] | None,
-    ) -> T:
-        """`run()` under the lock, in a task of its own that the caller awaits shielded."""
+        async def run() -> T:
+            # The lane holds the lock whenever it is not empty, so a batch that finds it empty
+            # waits for the lock like any other caller, and one that joins needs none.
+            if not self._lane or self._waiting:
+                await self._acquire()
+            self._lane += 1
+            try:
+                return await self._under_lock(
+                    what, lambda: batches.run(lambda: batches.transaction(body)), committed
+                )
+            finally:
+                self._lane -= 1
+                if not self._lane:
+                    self._lock.release()
+
+        return await self._in_own_task(run)
+
+    async def _in_own_task(self, run: Callable[[], Awaitable[T]]) -> T:
+        """`run()` in a task of its own that the caller awaits shielded."""
         self._open_conn()
-        task = asyncio.ensure_future(self._locked(what, run, committed))
+        task = asyncio.ensure_future(run())
         self._inflight.add(task)
         task.add_done_callback(self._settled)
         return await asyncio.shield(task)
@@ -374,19 +397,32 @@ class Database:
         if not task.cancelled() and task.exception() is not None:
             log.debug("store.transaction_failed", error=str(task.exception()))
 
-    async def _locked(
-        self,
-        what: str,
-        run: Callable[[], Awaitable[T]],
-        committed: Callable[[T], None] | None,
+    async def _under_lock(
+        self, what: str, work: Callable[[], Awaitable[T]], committed: Callable[[T], None] | None
     ) -> T:
-        async with self._lock:
-            self._open_conn()
-            with translate(what):
-                result = await run()
-            if committed is not None:
-                committed(result)
-            return result
+        """`work()` with its errors translated, then `committed`; the caller holds the lock."""
+        self._open_conn()
+        with translate(what):
+            result = await work()
+        if committed is not None:
+            committed(result)
+        return result
+
+    async def _acquire(self) -> None:
+        self._waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self._waiting -= 1
+
+    @contextlib.asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        """The lock, counted among the waiters while waiting for it."""
+        await self._acquire()
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     async def _on_main(self, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
         """`body` in one transaction on the main connection; under the lock."""
@@ -404,7 +440,7 @@ class Database:
 
     async def _read(self, what: str, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
         """Run `body` on the main connection, between transactions."""
-        async with self._lock:
+        async with self._locked():
             conn = self._open_conn()
             with translate(what):
                 return await body(conn)

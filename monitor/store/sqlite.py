@@ -85,6 +85,12 @@ class Store(Database):
 
         self._keys, self._transitions = await self._read(f"cannot open {self.path}", body)
 
+    def _learn_keys(self, new_keys: dict[str, int]) -> None:
+        """Add committed agent keys to the map: by replacing it, never in place, since a batch
+        may be reading it on the batch connection's thread (see _write_batch)."""
+        if new_keys:
+            self._keys = {**self._keys, **new_keys}
+
     # --- transitions and current state --------------------------------------------------------
 
     async def write(self, transitions: Sequence[Transition]) -> int:
@@ -100,7 +106,7 @@ class Store(Database):
 
         def committed(result: tuple[int, dict[str, int]]) -> None:
             inserted, new_keys = result
-            self._keys.update(new_keys)
+            self._learn_keys(new_keys)
             self._transitions += inserted
 
         inserted, _ = await self._batch(
@@ -111,8 +117,10 @@ class Store(Database):
     def _write_batch(
         self, conn: sqlite3.Connection, batch: list[Transition]
     ) -> tuple[int, dict[str, int]]:
-        # On the batch connection's thread: `self._keys` changes only in `committed` callbacks,
-        # on the event loop, and never while a transaction (this one) holds the store's lock.
+        # On the batch connection's thread, while the event loop may be running the `committed`
+        # callback of the batch before this one: it replaces `self._keys` rather than change it,
+        # so this batch works on the map as it was when it began. Agents that batch added are
+        # not in it, and are looked up again below.
         keys = self._keys
         unknown = [agent for agent in dict.fromkeys(t.agent_id for t in batch) if agent not in keys]
         new_keys: dict[str, int] = {}
@@ -168,7 +176,7 @@ class Store(Database):
             ids = json.dumps([agent.id for agent in checked])
             return _key_map(await conn.execute_fetchall(q.AGENT_KEYS, (ids,)))
 
-        await self._transaction("cannot store agents", body, self._keys.update)
+        await self._transaction("cannot store agents", body, self._learn_keys)
 
     async def mark_agents_inactive(self, ids: Iterable[str], synced_ms: int) -> int:
         """Mark agents that left the roster as inactive; returns how many were known."""
@@ -287,7 +295,7 @@ class Store(Database):
             return {a: keys[a] for a in missing}
 
         # The key map grows only once the rows are committed.
-        await self._transaction("cannot write the audit trail", body, self._keys.update)
+        await self._transaction("cannot write the audit trail", body, self._learn_keys)
 
     async def actions(
         self,

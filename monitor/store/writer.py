@@ -14,16 +14,22 @@ after the writer began collecting it: from the first transition's arrival when t
 idle, or from the end of the previous write when transitions arrived during it. A transition thus
 waits at most `max_delay_s` plus one write before its commit starts.
 
+Pipelining. When a full batch is waiting behind the one being written, it goes to the store at
+once, so that the store can begin it as soon as the first has committed (see the lane in
+store/database.py) instead of after a turn of the event loop, which under load is long. At most
+two batches are with the store at a time, and they leave the buffer in order.
+
 Failures. A batch that fails with StoreError (disk full, database locked by another process) is
 retried with exponential backoff; each failure is logged and passed to `on_error`. After
 `max_attempts` failures in a row `run()` ends with StoreError, so the supervisor can exit 1, and
 `put()` raises from then on; the batch and everything behind it stay in the buffer.
 
-Cancellation. A batch leaves the buffer only once its transaction has committed. If `run()` is
-cancelled during a write, the store still finishes that transaction in its own task (committed or
-rolled back as a whole), but the batch stays at the head of the buffer: `drain()` writes it again,
-and the natural key ignores what had been committed already. A cancellation during the backoff
-between attempts leaves the buffer as it was.
+Cancellation. A batch leaves the buffer only once its transaction has committed, and only from
+the head. If `run()` is cancelled during a write, the store still finishes that transaction (and
+the one of a batch handed over behind it) in its own task, committed or rolled back as a whole,
+but the batches stay in the buffer: `drain()` writes them again, and the natural key ignores what
+had been committed already. The same goes for a batch that committed behind one that failed. A
+cancellation during the backoff between attempts leaves the buffer as it was.
 
 Stopping. `stop()` (or `drain()`) tells `run()` to write everything in the buffer and return;
 `put()` refuses new transitions from then on, with StoreError, rather than accept ones that
@@ -38,6 +44,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
@@ -58,6 +65,20 @@ class TransitionSink(Protocol):
     async def write(self, transitions: Sequence[Transition]) -> int:
         """Store the batch in one transaction; return how many transitions were new."""
         ...
+
+
+@dataclass(slots=True)
+class _Handover:
+    """A batch given to the store, and its write in progress."""
+
+    batch: list[Transition]
+    task: asyncio.Task[int]
+    started: float  # perf_counter() when its commit began to count
+
+
+def _seen(task: asyncio.Task[int]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class Writer:
@@ -179,18 +200,26 @@ class Writer:
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         collect_from = loop.time()
+        behind: _Handover | None = None  # the batch handed over behind the head (Pipelining)
         while True:
-            if not self._buffer:
+            if behind is not None:
+                head, behind = behind, None
+                # Its commit time counts from when it reached the head of the store's lane.
+                head.started = time.perf_counter()
+            elif not self._buffer:
                 if self._stopping:
                     return
                 self._wake.clear()
                 await self._wake.wait()
                 collect_from = loop.time()
                 continue
-            await self._collect(loop, collect_from + self._max_delay)
-            size = min(len(self._buffer), self._max_batch)
-            batch = list(itertools.islice(self._buffer, size))
-            await self._write(batch)
+            else:
+                await self._collect(loop, collect_from + self._max_delay)
+                head = self._hand_over(0, min(len(self._buffer), self._max_batch))
+            size = len(head.batch)
+            if len(self._buffer) - size >= self._max_batch:
+                behind = self._hand_over(size, self._max_batch)
+            await self._commit(head)
             # Only now does the batch leave the buffer (see Cancellation above). Producers only
             # ever append, so the head is still exactly this batch.
             for _ in range(size):
@@ -216,12 +245,24 @@ class Writer:
             except TimeoutError:
                 return
 
-    async def _write(self, batch: list[Transition]) -> None:
+    def _hand_over(self, start: int, size: int) -> _Handover:
+        """Begin writing the `size` buffered transitions from `start` (one attempt)."""
+        batch = list(itertools.islice(self._buffer, start, start + size))
+        return _Handover(batch, self._attempt(batch), time.perf_counter())
+
+    def _attempt(self, batch: list[Transition]) -> asyncio.Task[int]:
+        task = asyncio.ensure_future(self._store.write(batch))
+        # A batch behind one that failed is not awaited if run() ends; its outcome is seen here.
+        task.add_done_callback(_seen)
+        return task
+
+    async def _commit(self, handover: _Handover) -> None:
+        """Wait for the batch's write; retry it on StoreError (see Failures above)."""
+        batch = handover.batch
         delay = self._retry_initial
         for attempt in itertools.count(1):
-            started = time.perf_counter()
             try:
-                await self._store.write(batch)
+                await handover.task
             except StoreError as exc:
                 log.warning(
                     "store.write_failed",
@@ -238,8 +279,10 @@ class Writer:
                     ) from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max)
+                handover.task = self._attempt(batch)
+                handover.started = time.perf_counter()
             else:
-                self._notify(self._on_batch, len(batch), time.perf_counter() - started)
+                self._notify(self._on_batch, len(batch), time.perf_counter() - handover.started)
                 return
 
     @staticmethod
