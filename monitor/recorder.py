@@ -8,7 +8,7 @@ recorded once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from monitor.core.model import Source, Transition, Update
@@ -17,9 +17,10 @@ from monitor.metrics import Metrics
 
 
 class TransitionSink(Protocol):
-    """The writer's queue: `put` waits while the queue is full (back-pressure, never a drop)."""
+    """The writer's queue: `put_all` queues and then waits while the queue is over full
+    (back-pressure, never a drop)."""
 
-    async def put(self, transition: Transition) -> None: ...
+    async def put_all(self, transitions: Sequence[Transition]) -> None: ...
 
 
 class Recorder:
@@ -39,19 +40,23 @@ class Recorder:
 
     async def record(self, updates: Iterable[Update], source: Source, seen_ms: int) -> int:
         """Apply `updates`; returns how many transitions they made."""
-        tracker = self.tracker
-        made = 0
+        apply = self.tracker.apply
+        on_transition = self._metrics.on_transition
+        listeners = self._listeners
+        made: list[Transition] = []
         for update in updates:
-            transition = tracker.apply(update, seen_ms, source)
+            transition = apply(update, seen_ms, source)
             if transition is None:
                 continue
-            made += 1
-            self._metrics.on_transition(transition)
-            for listener in self._listeners:
+            on_transition(transition)
+            for listener in listeners:
                 listener(transition)
-            await self._sink.put(transition)
+            made.append(transition)
         self._count_dropped()
-        return made
+        # All at once: they are queued before anything is awaited, so a reader cancelled while
+        # the queue is full loses none of the transitions the tracker has already taken.
+        await self._sink.put_all(made)
+        return len(made)
 
     def _count_dropped(self) -> None:
         tracker = self.tracker

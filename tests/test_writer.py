@@ -110,6 +110,42 @@ async def test_a_full_queue_makes_put_wait_and_drops_nothing(store: Store) -> No
     assert await stored(store) == 6
 
 
+async def test_put_all_queues_at_once_and_a_reader_cancelled_while_it_waits_loses_nothing(
+    store: Store,
+) -> None:
+    """put_all() queues every transition before it waits for room; cancelling the wait keeps
+    them queued, and all are written."""
+    writer = Writer(store, max_batch=2, queue_size=5)
+    for n in range(5):
+        writer.put_nowait(tr(n))
+    blocked = asyncio.create_task(writer.put_all([tr(5), tr(6), tr(7)]))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not blocked.done()
+    assert writer.depth == 8
+    blocked.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await blocked
+    await writer.drain(scaled(5))
+    assert await stored(store) == 8
+
+
+async def test_put_all_waits_until_the_buffer_is_back_within_its_size(store: Store) -> None:
+    """put_all() returns once the writer has brought the buffer back to queue_size or less."""
+    writer = Writer(store, max_batch=2, queue_size=3)
+    blocked = asyncio.create_task(writer.put_all([tr(n) for n in range(6)]))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not blocked.done()
+    task = asyncio.create_task(writer.run())
+    async with asyncio.timeout(scaled(5)):
+        await blocked
+    assert writer.depth <= 3
+    await writer.drain(scaled(5))
+    await task
+    assert await stored(store) == 6
+
+
 async def test_drain_writes_everything_queued_and_then_refuses_more(store: Store) -> None:
     """Transitions queued when the stop comes are all written; later puts raise StoreError."""
     writer = Writer(store, max_batch=7, max_delay_s=60)

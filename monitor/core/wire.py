@@ -118,6 +118,16 @@ _PONG = Pong()
 _KNOWN_STATUS: dict[str, str] = {s.value: s.value for s in (*Presence, *RoutingStatus)}
 
 
+# Messages and updates are made with tuple.__new__: a named tuple's own constructor is a Python
+# function, and one or two are made for every frame.
+_new = tuple.__new__
+_PRESENCE = Kind.PRESENCE
+_ROUTING = Kind.ROUTING
+# Agent ids as topics spell them -> canonical ids, for the agents heard from lately: checking and
+# lower-casing the id in every frame's topic would cost more than the rest of the topic's handling.
+_AGENTS: dict[str, str] = {}
+_AGENTS_KEPT = 100_000
+
 _USERS = "v2.users."
 _SYSTEM = "v2.system."
 _SUFFIX_PRESENCE = "presence"
@@ -191,19 +201,27 @@ def _object(parent: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _presence(agent: str, body: dict[str, Any], date_key: str, received_ms: int) -> Update:
-    definition = _object(body, "presenceDefinition")
-    value = _status(definition.get("systemPresence"), "systemPresence")
+    definition = body.get("presenceDefinition")
+    if type(definition) is not dict:
+        definition = _object(body, "presenceDefinition")
+    value = definition.get("systemPresence")
+    value = _KNOWN_STATUS.get(value) if type(value) is str else None
+    if value is None:
+        value = _status(definition.get("systemPresence"), "systemPresence")
     definition_id = definition.get("id")
     if definition_id is not None and type(definition_id) is not str:
         raise DecodeError(f"presenceDefinition.id is not a string: {_short(definition_id)}")
     # An empty id and a missing one mean the same; one spelling keeps comparisons exact. An org
     # has a few dozen presence definitions: one shared string each, as for status names.
-    return Update(
-        agent,
-        Kind.PRESENCE,
-        value,
-        _event_ms(body, date_key, received_ms),
-        sys.intern(definition_id) if definition_id else None,
+    return _new(
+        Update,
+        (
+            agent,
+            _PRESENCE,
+            value,
+            _event_ms(body, date_key, received_ms),
+            sys.intern(definition_id) if definition_id else None,
+        ),
     )
 
 
@@ -212,7 +230,24 @@ def _routing(agent: str, routing: dict[str, Any], received_ms: int) -> Update:
     known = _KNOWN_STATUS.get(value) if type(value) is str else None
     if known is None:
         known = _status(value, "routingStatus.status")
-    return Update(agent, Kind.ROUTING, known, _event_ms(routing, "startTime", received_ms))
+    return _new(
+        Update, (agent, _ROUTING, known, _event_ms(routing, "startTime", received_ms), None)
+    )
+
+
+def _agent(text: str, topic: str) -> str:
+    """The canonical id (lower-case, one shared string) of an agent id as a topic spells it."""
+    agent = _AGENTS.get(text)
+    if agent is None:
+        if not is_agent_id(text):
+            raise DecodeError(f"agent id in topic is not a UUID: {_short(topic)}")
+        agent = sys.intern(text.lower())
+        if len(_AGENTS) >= _AGENTS_KEPT:
+            _AGENTS.clear()
+        # Interned, the key is the canonical id itself whenever the topic spells it in lower
+        # case (as Genesys does): the table then costs no strings of its own.
+        _AGENTS[sys.intern(text)] = agent
+    return agent
 
 
 def _user_frame(frame: dict[str, Any], topic: str, received_ms: int) -> Message:
@@ -220,12 +255,12 @@ def _user_frame(frame: dict[str, Any], topic: str, received_ms: int) -> Message:
     suffix = suffix.lower()
     if not dot or suffix not in (_SUFFIX_PRESENCE, _SUFFIX_ROUTING, _SUFFIX_ACTIVITY):
         return Ignored(topic)
-    if not is_agent_id(agent):
-        raise DecodeError(f"agent id in topic is not a UUID: {_short(topic)}")
     # One shared string per agent, as for status names: ids from frames end up in the tracker's
     # and the metrics' tables, and a copy per frame would be kept for as long as they are.
-    agent = sys.intern(agent.lower())
-    body = _object(frame, "eventBody")
+    agent = _agent(agent, topic)
+    body = frame.get("eventBody")
+    if type(body) is not dict:
+        body = _object(frame, "eventBody")
     metadata = frame.get("metadata")
     correlation = metadata.get("CorrelationId") if type(metadata) is dict else None
     if type(correlation) is not str:
@@ -246,7 +281,7 @@ def _user_frame(frame: dict[str, Any], topic: str, received_ms: int) -> Message:
         if not parts:
             raise DecodeError("activity frame without presence or routingStatus")
         updates = tuple(parts)
-    return Updates(topic, correlation, updates)
+    return _new(Updates, (topic, correlation, updates))
 
 
 def _optional_text(body: dict[str, Any], key: str) -> str:

@@ -6,7 +6,9 @@ the natural key makes a transition written twice harmless. That is what lets a b
 after a failure, or written again after a cancellation, without any bookkeeping.
 
 Back-pressure. The buffer holds at most `queue_size` transitions, counting the batch being
-written. `put()` waits for room; nothing is ever dropped. A full buffer slows the readers of the
+written. `put()` waits for room; nothing is ever dropped. `put_all()`, for the transitions of a
+batch of frames, queues them at once and then waits while the buffer is over `queue_size`: it may
+overshoot by what the readers put at once, and a reader cancelled while it waits has lost nothing. A full buffer slows the readers of the
 websockets down, and Genesys keeps the events meanwhile (or the next snapshot recovers them).
 
 Batching. A batch is written as soon as `max_batch` transitions are waiting, or `max_delay_s`
@@ -51,7 +53,7 @@ import structlog
 
 from monitor.core.model import Transition
 from monitor.errors import StoreError
-from monitor.store.rows import check_transition
+from monitor.store.rows import check_transition, check_transitions
 
 log = structlog.get_logger(__name__)
 
@@ -153,6 +155,23 @@ class Writer:
             await self._room.wait()
         self._append(transition)
 
+    async def put_all(self, transitions: Sequence[Transition]) -> None:
+        """Queue transitions in order, then wait while the buffer is over `queue_size` (see
+        Back-pressure above). Raises as put() does, before queueing any of them."""
+        checked = check_transitions(transitions)
+        if not checked:
+            return
+        self._check_accepting()
+        self._buffer.extend(checked)
+        size = len(self._buffer)
+        if size == len(checked) or size >= self._max_batch:
+            self._wake.set()
+        # Once stopping, drain() writes everything buffered; waiting would only hold it up.
+        while len(self._buffer) > self._capacity and not self._stopping:
+            self._check_failed()
+            self._room.clear()
+            await self._room.wait()
+
     def put_nowait(self, transition: Transition) -> None:
         """Queue a transition or raise asyncio.QueueFull; for tests and tools, not for readers."""
         check_transition(transition)
@@ -162,10 +181,13 @@ class Writer:
         self._append(transition)
 
     def _check_accepting(self) -> None:
-        if self._failure is not None:
-            raise StoreError(f"the writer has stopped: {self._failure}") from self._failure
+        self._check_failed()
         if self._stopping:
             raise StoreError("the writer is stopping and accepts no more transitions")
+
+    def _check_failed(self) -> None:
+        if self._failure is not None:
+            raise StoreError(f"the writer has stopped: {self._failure}") from self._failure
 
     def _append(self, transition: Transition) -> None:
         self._buffer.append(transition)
