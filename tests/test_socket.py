@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import hashlib
 import socket as net
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
@@ -109,3 +114,109 @@ async def test_a_refused_handshake_is_translated(refusing: int) -> None:
         port = unused.getsockname()[1]
         with pytest.raises(TransportError):
             await Socket.open(f"ws://127.0.0.1:{port}/", SystemClock(), scaled(5))
+
+
+def _frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    """One unmasked frame, as a server sends it."""
+    size = len(payload)
+    if size < 126:
+        length = bytes([size])
+    elif size < 1 << 16:
+        length = bytes([126]) + size.to_bytes(2, "big")
+    else:
+        length = bytes([127]) + size.to_bytes(8, "big")
+    return bytes([(0x80 if fin else 0) | opcode]) + length + payload
+
+
+def _stream() -> tuple[bytes, list[str | bytes]]:
+    """Frames of every kind and size a server may send, and the messages they make."""
+    frames: list[bytes] = []
+    expected: list[str | bytes] = []
+    for n in range(40):
+        text = f'{{"n":{n},"pad":"{"x" * (n * 37 % 400)}"}}'
+        frames.append(_frame(0x1, text.encode()))
+        expected.append(text)
+        if n % 9 == 3:  # a fragmented message, a ping between its fragments
+            frames += [
+                _frame(0x1, b'{"part":', fin=False),
+                _frame(0x9, b"ping"),
+                _frame(0x0, b'"two"}'),
+            ]
+            expected.append('{"part":"two"}')
+        if n % 11 == 5:
+            frames += [_frame(0x2, b"\x00binary"), _frame(0xA, b"pong")]
+        if n % 13 == 7:
+            big = '{"big":"' + "y" * 70_000 + '"}'
+            frames.append(_frame(0x1, big.encode()))
+            expected.append(big)
+        if n % 17 == 9:
+            frames.append(_frame(0x1, b"\xff\xfe not utf-8"))
+            expected.append(b"\xff\xfe not utf-8")
+    return b"".join(frames), expected
+
+
+async def _split_stream(cuts: list[int]) -> tuple[list[str | bytes], int]:
+    """Serve the stream of `_stream()` to a Socket, written in pieces of the given sizes (and
+    then the rest) with a pause after each, so that reads end inside frames and headers."""
+    data, _ = _stream()
+
+    async def serve_raw(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        accept = base64.b64encode(
+            hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+        )
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+        position = 0
+        for cut in cuts:
+            writer.write(data[position : position + cut])
+            position += cut
+            await writer.drain()
+            await asyncio.sleep(0.002)
+        writer.write(data[position:])
+        await writer.drain()
+        while True:  # the client's frames (pongs, then a close; masked, all short)
+            head = await reader.readexactly(2)
+            await reader.readexactly(4 + (head[1] & 0x7F))
+            if head[0] & 0x0F == 0x8:
+                break
+        writer.write(_frame(0x8, (1000).to_bytes(2, "big")))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve_raw, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        socket = await Socket.open(f"ws://127.0.0.1:{port}/", SystemClock(), scaled(5))
+        _, expected = _stream()
+        out: list[str | bytes] = []
+
+        async def read() -> None:
+            async for batch in socket.batches():
+                out.extend(batch)
+                if len(out) >= len(expected):
+                    return
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(read(), scaled(10))
+        direct = socket._connection.direct
+        await socket.close()
+        return out, direct
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=700), max_size=40))
+def test_messages_arrive_whole_however_the_bytes_are_split(cuts: list[int]) -> None:
+    """Text frames of every size, fragmented messages with pings inside, binary and pong frames
+    and text that is not UTF-8, received in pieces cut anywhere: every message arrives whole and
+    in order, and the ordinary ones are cut out of the bytes without the library's parser."""
+    out, direct = asyncio.run(_split_stream(cuts))
+    assert out == _stream()[1]
+    assert direct > 0

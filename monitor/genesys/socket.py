@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.frames import Frame, Opcode
-from websockets.protocol import Event
+from websockets.protocol import Event, State
 
 from monitor.clock import Clock
 from monitor.core.wire import encode_ping
@@ -36,6 +37,14 @@ class _Connection(ClientConnection):
     queue, which costs more than decoding the frame. Here each message is appended to `texts` in
     the same callback that parsed it, and the reader takes whatever has arrived in one go
     (`Socket.batches`). Everything else (handshake, close, pings, size limits) is the library's.
+
+    The frames that carry nearly every message, unfragmented text frames under 64 KiB, are also
+    cut out of the received bytes here (`data_received`): the library's parser takes several
+    generator steps per frame, as much again as decoding the frame's JSON. Any other frame goes
+    to the library whole, so its parser only ever sees whole frames and stays at a frame boundary;
+    whatever this cannot be sure of (the handshake, a fragmented message, a closing connection,
+    a frame of 64 KiB or more, a masked one) goes to the library with everything received after
+    it, until a read ends between two frames.
     """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -46,6 +55,85 @@ class _Connection(ClientConnection):
         self._paused = False
         # The pieces of a fragmented text message; None outside one (or inside a binary one).
         self._fragments: list[bytes | bytearray | memoryview] | None = None
+        # Received bytes that end in the middle of a frame, kept until the rest arrives.
+        self._partial = b""
+        self.direct = 0  # text frames cut out here rather than by the library (for the tests)
+
+    def data_received(self, data: bytes) -> None:
+        if self._partial:
+            data, self._partial = self._partial + data, b""
+        if self.response is None:
+            # The library reads the handshake's response; the frames right behind it (a server
+            # with events queued sends them at once) are kept from it, or its parser would hold
+            # part of one and stay off a frame boundary for as long as reads end inside frames.
+            end = data.find(b"\r\n\r\n") + 4
+            if end < 4:
+                super().data_received(data)
+                return
+            super().data_received(data[:end])
+            data = data[end:]
+            if not data:
+                return
+        if not self._at_boundary():
+            super().data_received(data)
+            return
+        texts = self.texts
+        size = len(data)
+        position = 0
+        taken = 0
+        while position < size:
+            if size - position < 2:
+                end = size + 1  # the header is cut short
+            elif (second := data[position + 1]) < 126:
+                start = position + 2
+                end = start + second
+            elif second != 126:
+                break  # a 64-bit length, or masked (a protocol error): the library decides
+            elif size - position < 4:
+                end = size + 1
+            else:
+                start = position + 4
+                end = start + ((data[position + 2] << 8) | data[position + 3])
+            if end > size:
+                self._partial = data[position:]
+                position = size
+                break
+            if data[position] == 0x81:  # FIN, no extension bits, text
+                try:
+                    texts.append(str(data[start:end], "utf-8"))
+                except UnicodeDecodeError:
+                    # Not UTF-8 after all: the frame decoder reports it as an invalid frame.
+                    texts.append(data[start:end])
+                taken += 1
+            else:
+                super().data_received(data[position:end])
+                if not self._at_boundary():
+                    position = end
+                    break
+            position = end
+        if taken:
+            self.direct += taken
+            self._arrived(texts)
+        if position < size:
+            super().data_received(data[position:])
+
+    def _at_boundary(self) -> bool:
+        """Whether the library's parser waits for the first byte of a frame of an open
+        connection, with no message in progress: only then may frames be cut out here."""
+        protocol = self.protocol
+        if (
+            self.response is None
+            or protocol.state is not State.OPEN
+            or protocol.current_size is not None
+            or protocol.reader.buffer
+        ):
+            return False
+        # An empty buffer is not enough: the parser may have read a frame's first bytes and wait
+        # for the rest. Between frames it waits in the stream's at_eof().
+        waiting: Any = protocol.parser
+        while (inner := getattr(waiting, "gi_yieldfrom", None)) is not None:
+            waiting = inner
+        return getattr(getattr(waiting, "gi_code", None), "co_name", None) == "at_eof"
 
     def process_event(self, event: Event) -> None:
         if (
@@ -75,8 +163,11 @@ class _Connection(ClientConnection):
         except UnicodeDecodeError:
             # Not UTF-8 after all: the frame decoder reports it as an invalid frame.
             self.texts.append(bytes(data))
+        self._arrived(self.texts)
+
+    def _arrived(self, texts: list[str | bytes]) -> None:
         self.arrived.set()
-        if len(self.texts) >= _HIGH_WATER and not self._paused:
+        if len(texts) >= _HIGH_WATER and not self._paused:
             self._paused = True
             self.transport.pause_reading()
 
