@@ -1,11 +1,13 @@
 """Consumers of the firehose that run in processes of their own, for comparison with the daemon.
 
-- `bare_websockets`: the ceiling. The daemon's own websocket (monitor/genesys/socket.py, on the
-  websockets library, with its settings) in a client that only receives each frame and parses it
-  (json.loads): nothing a consumer of these frames can skip, so no daemon built on this socket
-  can go faster.
-- `bare_raw`: the same with the websocket framing read by a few lines of code instead of the
-  library, to show what the library itself costs.
+- `bare_library`: the ceiling, as the issue describes it: a bare client of the websockets library,
+  with the daemon's settings, that only receives each message (`async for`) and parses it
+  (json.loads).
+- `bare_socket`: the same on the daemon's own websocket (monitor/genesys/socket.py), which cuts
+  ordinary text frames out of the received bytes itself and hands them over in batches: no
+  daemon built on this socket can go faster, so it shows what the daemon's own work costs.
+- `bare_raw`: the same with the websocket framing read by a few lines of code and no library at
+  all (no handshake checks, no control frames): the floor of what framing costs in Python.
 - `naive`: the naive design the issue compares against: the daemon's decoder, then one INSERT and
   one commit per event, with SQLite's default journal and synchronous settings, no batching.
 
@@ -89,11 +91,33 @@ async def _serve(conn: Connection, count: _Count, tasks: list[asyncio.Task[None]
 # --- the ceiling -------------------------------------------------------------------------------
 
 
-def bare_websockets(uris: list[str], expected: int, conn: Connection) -> None:
-    asyncio.run(_bare_websockets(uris, expected, conn))
+def bare_library(uris: list[str], expected: int, conn: Connection) -> None:
+    asyncio.run(_bare_library(uris, expected, conn))
 
 
-async def _bare_websockets(uris: list[str], expected: int, conn: Connection) -> None:
+async def _bare_library(uris: list[str], expected: int, conn: Connection) -> None:
+    sockets = await _websockets(uris)
+    count = _Count(expected)
+    loads = json.loads
+
+    async def receive(ws: ClientConnection) -> None:
+        async for message in ws:
+            if loads(message)["topicName"].startswith("v2.users."):
+                count.add()
+
+    await _serve(conn, count, [asyncio.create_task(receive(ws)) for ws in sockets])
+    for ws in sockets:
+        ws.transport.abort()
+
+
+# --- the daemon's socket ------------------------------------------------------------------------
+
+
+def bare_socket(uris: list[str], expected: int, conn: Connection) -> None:
+    asyncio.run(_bare_socket(uris, expected, conn))
+
+
+async def _bare_socket(uris: list[str], expected: int, conn: Connection) -> None:
     clock = SystemClock()
     sockets = [await Socket.open(uri, clock, 10) for uri in uris]
     count = _Count(expected)
