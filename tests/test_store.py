@@ -19,7 +19,7 @@ from monitor.core.model import Agent, Gap, Kind, Source, StatusState, Transition
 from monitor.core.timefmt import format_iso_ms as iso_ms
 from monitor.errors import StoreError
 from monitor.store import SCHEMA_VERSION, ExportRow, Store
-from monitor.store.rows import EXPORT_COLUMNS
+from monitor.store.rows import EXPORT_COLUMNS, Checked, check_transitions
 from tests.support import eventually
 
 DAY = 86_400_000
@@ -647,3 +647,13 @@ async def test_batches_join_the_lane_only_while_no_other_caller_waits(store: Sto
     await asyncio.gather(first, second, reading, third)
     assert done == ["first", "second", "read", "third"]
     assert (await store.stats()).transitions == 600
+
+
+def test_a_checked_batch_is_not_checked_again_and_anything_else_is() -> None:
+    """check_transitions returns a Checked batch as it is, and checks every other sequence."""
+    good = Transition("a1", Kind.ROUTING, None, "IDLE", None, 1, 2, Source.LIVE)
+    checked = check_transitions([good])
+    assert type(checked) is Checked
+    assert check_transitions(checked) is checked
+    with pytest.raises(ValueError, match="transition 1"):
+        check_transitions([good, good._replace(event_ms=-1)])

@@ -96,9 +96,18 @@ def check_transition(transition: object) -> Transition:
     return transition
 
 
-def check_transitions(transitions: Sequence[object]) -> list[Transition]:
+class Checked(list[Transition]):
+    """Transitions that have passed check_transition: a batch made of them need not be checked
+    again (the writer's batches, whose every transition was checked as it was queued)."""
+
+    __slots__ = ()
+
+
+def check_transitions(transitions: Sequence[object]) -> Checked:
     """Check every transition of a batch, naming the position of the first bad one."""
-    checked: list[Transition] = []
+    if type(transitions) is Checked:
+        return transitions
+    checked = Checked()
     for position, transition in enumerate(transitions):
         try:
             checked.append(check_transition(transition))

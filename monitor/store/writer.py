@@ -53,7 +53,7 @@ import structlog
 
 from monitor.core.model import Transition
 from monitor.errors import StoreError
-from monitor.store.rows import check_transition, check_transitions
+from monitor.store.rows import Checked, check_transition, check_transitions
 
 log = structlog.get_logger(__name__)
 
@@ -269,7 +269,8 @@ class Writer:
 
     def _hand_over(self, start: int, size: int) -> _Handover:
         """Begin writing the `size` buffered transitions from `start` (one attempt)."""
-        batch = list(itertools.islice(self._buffer, start, start + size))
+        # Every transition in the buffer was checked on its way in.
+        batch = Checked(itertools.islice(self._buffer, start, start + size))
         return _Handover(batch, self._attempt(batch), time.perf_counter())
 
     def _attempt(self, batch: list[Transition]) -> asyncio.Task[int]:
