@@ -112,7 +112,7 @@ def prefilled(
         )
         conn.execute("COMMIT")
         done += len(batch)
-    finish_building(conn, building, path)
+    finish_building(conn, building, path, end_ms)
     print(f"built {path.name} in {time.perf_counter() - started:.0f} s", flush=True)
     return path
 
@@ -135,14 +135,16 @@ def start_building(path: Path) -> tuple[Path, sqlite3.Connection]:
     return building, conn
 
 
-def finish_building(conn: sqlite3.Connection, building: Path, path: Path) -> None:
-    """Close the file `start_building` made, derive its current state, and put it at `path`."""
+def finish_building(conn: sqlite3.Connection, building: Path, path: Path, end_ms: int) -> None:
+    """Close the file `start_building` made, derive its current state, index the hours before
+    `end_ms` by agent, and put it at `path`."""
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
 
     async def finish() -> None:
         async with await Store.open(building) as store:
             await store.rebuild_current_state()
+            await store.index_hours(end_ms)
 
     asyncio.run(finish())
     building.rename(path)

@@ -152,7 +152,7 @@ def build(agents: int, days: int) -> Path:
     gaps.append(("*", outage, outage + 20 * MINUTE, "monitor not running", "[]"))
     conn.executemany("INSERT OR IGNORE INTO gaps VALUES (NULL, ?, ?, ?, ?, ?)", gaps)
     conn.execute("COMMIT")
-    finish_building(conn, building, path)
+    finish_building(conn, building, path, day_start_ms(FIRST + timedelta(days=days), ZONE))
     print(f"built {path.name}: {len(rows):,} transitions in {time.perf_counter() - started:.0f} s")
     return path
 

@@ -61,6 +61,10 @@ T = TypeVar("T")
 _DAY_S = 86_400
 ALIVE_KEY = "alive_ms"
 _ALIVE_EVERY_S = 30.0
+# The store's per-agent index takes each hour once it has been over for a while, so that frames
+# of the hour still arriving late seldom have to join it one by one (see store/schema.py).
+_INDEX_EVERY_S = 300.0
+_INDEX_AFTER_MS = 300_000
 _WARM_DAYS = 31
 # How often the event loop's lag is measured, and from what lag on it is logged as a stall.
 _LOOP_TICK_S = 0.25
@@ -350,6 +354,7 @@ async def run(
                         _refresh_tokens(d, client), name=f"token-refresh-{client.index}"
                     )
                 intake.create_task(_retention_loop(d), name="retention")
+                intake.create_task(_index_loop(d), name="agent-index")
                 intake.create_task(_keep_alive(d), name="alive")
                 intake.create_task(_watch_loop(d), name="loop-lag")
                 intake.create_task(_when_ready(d, intake, on_ready), name="ready")
@@ -538,3 +543,9 @@ async def _retention_loop(d: Daemon) -> None:
         if removed:
             log.info("retention_pruned", rows=removed, days=days)
         await d.clock.sleep(_DAY_S / 4)
+
+
+async def _index_loop(d: Daemon) -> None:
+    while True:
+        await d.store.index_hours(d.clock.now_ms() - _INDEX_AFTER_MS)
+        await d.clock.sleep(_INDEX_EVERY_S)

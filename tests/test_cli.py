@@ -15,6 +15,7 @@ from pathlib import Path
 from monitor.core.model import Presence
 from monitor.sim.server import Simulator
 from monitor.sim.settings import SimSettings
+from monitor.store import SCHEMA_VERSION
 from tests.daemon import running, sim_settings
 from tests.support import scaled
 
@@ -202,7 +203,7 @@ async def test_export_backup_and_migrate(tmp_path: Path) -> None:
 
     code, out, _err = await monitor("migrate", "--config", str(config), env=creds)
     assert code == 0
-    assert "schema version 1" in out
+    assert f"schema version {SCHEMA_VERSION}" in out
 
 
 async def test_file_commands_refuse_a_missing_database(tmp_path: Path) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import sqlite3
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -68,7 +70,8 @@ def recorded_rows(rows: list[ExportRow]) -> dict[tuple[str, str, int, str], list
 async def test_a_working_day_with_faults_ends_in_the_ground_truth(tmp_path: Path) -> None:
     """After a day of drops, rollovers, revoked tokens, 429s, 5xx and bad frames: the final state
     equals the truth (memory, database, metrics); every delivered change is recorded exactly once;
-    every change missed by the sockets but read by a snapshot is recorded from it; no task died."""
+    every change missed by the sockets but read by a snapshot is recorded from it; the hours gone
+    by are indexed by agent; no task died."""
     start = morning_ms()
     settings = sim_settings(
         agents=2000,
@@ -122,6 +125,15 @@ async def test_a_working_day_with_faults_ends_in_the_ground_truth(tmp_path: Path
         rows = [row async for row in run.daemon.store.export(None, None, None)]
         recorded = recorded_rows(rows)
         assert all(len(sources) == 1 for sources in recorded.values()), "recorded twice"
+
+        # The hours the daemon's clock has left behind are in the per-agent index, and an
+        # agent's own export finds its rows there and in the hour still open.
+        with contextlib.closing(sqlite3.connect(run.daemon.store.path)) as conn:
+            (indexed_until,) = conn.execute("SELECT until_ms FROM agent_index_until").fetchone()
+        assert indexed_until >= start + 7 * HOUR_MS
+        for agent in sorted({row["agent_id"] for row in rows})[:20]:
+            mine = [row async for row in run.daemon.store.export(None, None, agent)]
+            assert mine == [row for row in rows if row["agent_id"] == agent]
 
         changes: list[Change] = [c for c in run.sim.org.truth if c.is_transition]
         delivered = run.sim.notifications.delivered

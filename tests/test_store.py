@@ -11,15 +11,19 @@ import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiosqlite
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.core.model import Agent, Gap, Kind, Source, StatusState, Transition
 from monitor.core.timefmt import format_iso_ms as iso_ms
+from monitor.core.timefmt import parse_iso_ms
 from monitor.errors import StoreError
-from monitor.store import SCHEMA_VERSION, ExportRow, Store
+from monitor.store import SCHEMA_VERSION, ExportRow, Store, report_reads
+from monitor.store.database import scalar
 from monitor.store.rows import EXPORT_COLUMNS, Checked, check_transitions
+from monitor.store.schema import MIGRATIONS
 from tests.support import eventually
 
 DAY = 86_400_000
@@ -416,7 +420,8 @@ async def test_gaps_are_recorded_and_queried_by_overlap(store: Store) -> None:
 
 
 async def test_prune_deletes_old_rows_but_keeps_what_current_state_needs(tmp_path: Path) -> None:
-    """Old transitions and gaps go in chunks; the transition behind each current state stays."""
+    """Old transitions and gaps go in chunks, and their rows in the per-agent index with them;
+    the transition behind each current state stays."""
     path = tmp_path / "monitor.db"
     async with await Store.open(path) as store:
         old = [tr(f"a{n % 5}", f"S{n}", T0 + n) for n in range(50)]  # each agent's last is current
@@ -426,6 +431,7 @@ async def test_prune_deletes_old_rows_but_keeps_what_current_state_needs(tmp_pat
         await store.record_gap(Gap("ch-1", T0, T0 + 10, "old"))
         await store.record_gap(Gap("ch-1", T0 + 10 * DAY, T0 + 10 * DAY + 5, "new"))
         states = await store.load_states()
+        await store.index_hours(T0 + 11 * DAY)
 
         deleted = await store.prune(T0 + DAY, chunk=7)
 
@@ -448,6 +454,9 @@ async def test_prune_deletes_old_rows_but_keeps_what_current_state_needs(tmp_pat
         await store.rebuild_current_state()
         assert await store.load_states() == states
     assert count(path) == 6
+    _, index, before = indexed(path)
+    assert len(index) == 6
+    assert index == before
 
 
 async def test_prune_rebuilds_a_lost_current_state_before_deleting(tmp_path: Path) -> None:
@@ -657,3 +666,137 @@ def test_a_checked_batch_is_not_checked_again_and_anything_else_is() -> None:
     assert check_transitions(checked) is checked
     with pytest.raises(ValueError, match="transition 1"):
         check_transitions([good, good._replace(event_ms=-1)])
+
+
+# --- the per-agent index -----------------------------------------------------------------------
+
+HOUR = 3_600_000
+
+
+def indexed(path: Path) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
+    """(agent_index_until, the index's (agent, id) rows, the (agent, id) of every transition
+    before that time), read from the file."""
+    with contextlib.closing(raw(path)) as conn:
+        (until,) = conn.execute("SELECT until_ms FROM agent_index_until").fetchone()
+        index = conn.execute("SELECT agent, id FROM agent_index ORDER BY id").fetchall()
+        before = conn.execute(
+            "SELECT agent, id FROM transitions WHERE event_ms < ? ORDER BY id", (until,)
+        ).fetchall()
+    return until, index, before
+
+
+async def agent_marks(path: Path, agent: str, since: int, until: int) -> list[tuple[str, int, str]]:
+    """report_reads.marks of `agent` in [since, until), as (kind, event time, value), sorted."""
+    async with aiosqlite.connect(path) as conn:
+        key = await scalar(conn, "SELECT key FROM agents WHERE id = ?", (agent,))
+        if key is None:
+            return []
+        found = await report_reads.marks(conn, int(key), since, until)
+    return sorted((m.kind, m.event_ms, m.value) for m in found)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=st.lists(
+        st.one_of(
+            # A batch: (agent, minutes after T0, value) triples, over five hours.
+            st.lists(
+                st.tuples(
+                    st.sampled_from(["a1", "a2", "a3"]),
+                    st.integers(0, 5 * 60),
+                    st.sampled_from(["IDLE", "INTERACTING", "OFF_QUEUE"]),
+                ),
+                min_size=1,
+                max_size=15,
+            ),
+            # Index the hours that ended by this many minutes after T0.
+            st.integers(0, 6 * 60),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    window=st.tuples(st.integers(0, 6 * 60), st.integers(0, 6 * 60)),
+)
+def test_reads_by_agent_find_the_same_rows_however_far_the_index_has_got(
+    steps: list[list[tuple[str, int, str]] | int], window: tuple[int, int]
+) -> None:
+    """Whatever hours agent_index holds, and whatever arrived after them, an agent's export and
+    report marks hold exactly its rows, and the index holds every transition before its mark."""
+    since, until = T0 + min(window) * 60_000, T0 + max(window) * 60_000
+
+    async def scenario(path: Path) -> None:
+        async with await Store.open(path) as store:
+            for step in steps:
+                if isinstance(step, int):
+                    await store.index_hours(T0 + step * 60_000)
+                else:
+                    await store.write(
+                        [tr(a, v, T0 + m * 60_000 + n) for n, (a, m, v) in enumerate(step)]
+                    )
+            everything = await export(store)
+            for agent in ("a1", "a2", "a3"):
+                mine = [row for row in everything if row["agent_id"] == agent]
+                assert await export(store, None, None, agent) == mine
+                expected = sorted(
+                    (row["kind"], parse_iso_ms(row["event_time"]), row["to"])
+                    for row in mine
+                    if since <= parse_iso_ms(row["event_time"]) < until
+                )
+                assert await agent_marks(path, agent, since, until) == expected
+        mark, index, before = indexed(path)
+        assert mark % HOUR == 0
+        assert index == before
+
+    with tempfile.TemporaryDirectory() as folder:
+        asyncio.run(scenario(Path(folder) / "monitor.db"))
+
+
+async def test_hours_are_indexed_once_over_and_late_rows_join_at_once(tmp_path: Path) -> None:
+    """index_hours takes every hour that ended by the time given, in one pass per hour that
+    holds rows; a transition older than the mark joins the index as it is written."""
+    path = tmp_path / "monitor.db"
+    async with await Store.open(path) as store:
+        await store.write([tr("a1", "IDLE", T0 + 10), tr("a2", "IDLE", T0 + 5 * HOUR + 10)])
+        await store.write([tr("a1", "OFF_QUEUE", T0 + 6 * HOUR + 1)])
+        assert await store.index_hours(T0 + 6 * HOUR + 30 * 60_000) == 2
+        assert indexed(path)[0] == T0 + 6 * HOUR
+        assert await store.index_hours(T0 + 6 * HOUR + 59 * 60_000) == 0
+        # A snapshot's transition from an indexed hour, and its replay.
+        for _ in range(2):
+            await store.write([tr("a3", "IDLE", T0 + 2 * HOUR, source=Source.SNAPSHOT)])
+        _, index, before = indexed(path)
+        assert len(index) == 3
+        assert index == before
+        assert [r["to"] for r in await export(store, None, None, "a1")] == ["IDLE", "OFF_QUEUE"]
+
+
+async def test_a_version_1_database_is_migrated_with_its_rows_indexed(tmp_path: Path) -> None:
+    """Opening a database of schema version 1 moves its rows into agent_index, all but the
+    newest hour's, and drops the old per-agent index; reads by agent find every row."""
+    path = tmp_path / "monitor.db"
+    with contextlib.closing(raw(path)) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        for statement in MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        conn.executemany("INSERT INTO agents (key, id) VALUES (?, ?)", [(1, "a1"), (2, "a2")])
+        conn.executemany(
+            "INSERT INTO transitions (agent, kind, to_value, event_ms, seen_ms, source)"
+            " VALUES (?, 'routing', 'IDLE', ?, ?, 'live')",
+            [(1 + n % 2, T0 + n * 1_000_000, T0 + n * 1_000_000) for n in range(20)],
+        )
+    async with await Store.open(path) as store:
+        assert await store.version() == SCHEMA_VERSION
+        newest = T0 + 19 * 1_000_000
+        mark, index, before = indexed(path)
+        assert mark == newest // HOUR * HOUR
+        assert index == before
+        assert 0 < len(index) < 20
+        for agent, first in (("a1", 0), ("a2", 1)):
+            rows = await export(store, None, None, agent)
+            assert [parse_iso_ms(r["event_time"]) for r in rows] == [
+                T0 + n * 1_000_000 for n in range(first, 20, 2)
+            ]
+    assert (
+        count(path, "SELECT count(*) FROM sqlite_schema WHERE name = 'transitions_agent_hour'") == 0
+    )

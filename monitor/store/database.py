@@ -53,7 +53,8 @@ T = TypeVar("T")
 # bench/bench_store.py on two million transitions (a 300 MiB file: table 143 MiB, natural-key
 # index 111 MiB, per-agent index 46 MiB):
 # inserts run as fast with 8 MiB as with 256 MiB, because they touch only the right edges of the
-# table and of the natural-key index and the current hour of the per-agent index. The cache is
+# table and of the natural-key index (the per-agent index takes each hour once it is over, in one
+# sorted append: schema.py). The cache is
 # the largest single part of the daemon's resident memory once the file outgrows it (the chaos
 # run: 64 MiB of 220 at 5,000 agents), and reads of past days go to the report cache, so it is
 # kept small; the operating system's file cache serves the rest.

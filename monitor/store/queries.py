@@ -18,8 +18,9 @@ NEWEST_FIRST: Final = "event_ms DESC, to_value DESC, definition_id DESC"
 # per row, and while the event loop's thread is busy each retake can wait up to the interpreter's
 # switch interval (5 ms). One statement per chunk of rows retakes it once per chunk, and binding
 # a chunk in one call is also cheaper than row by row. Chunk sizes come from a fixed set so that
-# sqlite3's statement cache holds every statement text we use.
-_CHUNKS: Final = (1024, 256, 64, 16, 4, 1)
+# sqlite3's statement cache holds every statement text we use. The largest, 3,640 rows of nine
+# columns, stays within SQLite's limit of 32,766 variables a statement (since SQLite 3.32).
+_CHUNKS: Final = (3640, 1024, 256, 64, 16, 4, 1)
 
 INSERT_TRANSITIONS: Final = """
     INSERT INTO transitions
@@ -134,19 +135,63 @@ _EXPORT_COLUMNS = f"""
     FROM transitions AS t JOIN agents AS a ON a.key = t.agent
 """
 
+# Both in the natural key's order, which transitions_natural yields without sorting.
 EXPORT_ALL = f"""
     {_EXPORT_COLUMNS}
     WHERE t.event_ms >= ? AND t.event_ms < ?
-    ORDER BY t.event_ms
+    ORDER BY t.event_ms, t.agent, t.kind, t.to_value, t.definition_id
 """
 
-# Through transitions_agent_hour: one index seek per hour of the range. The expression must be
-# written exactly as in the index. Ordering by (hour, event_ms) is the same as by event_ms alone,
-# and it is the index's own order, so SQLite streams the rows without sorting them.
+# The hours :low to :high, for one seek per hour into agent_index.
+_HOURS = """
+    WITH RECURSIVE hours (hour) AS (
+        SELECT :low UNION ALL SELECT hour + 1 FROM hours WHERE hour < :high
+    )
+"""
+# The ids of one agent's transitions with event time in [:since, :until): before
+# agent_index_until through agent_index, one seek per hour (see schema.py); from then on (the
+# current hour) from the natural-key index, which starts with the event time and covers the
+# agent. The parts never overlap, and one statement reads both from one snapshot, so an hour
+# being indexed meanwhile is read once.
+_AGENT_IDS = """
+    SELECT id FROM agent_index
+    WHERE hour IN (SELECT hour FROM hours) AND agent = :agent
+        AND event_ms >= :since AND event_ms < :until
+    UNION ALL
+    SELECT id FROM transitions
+    WHERE event_ms >= max(:since, (SELECT until_ms FROM agent_index_until))
+        AND event_ms < :until AND agent = :agent
+"""
+
 EXPORT_AGENT = f"""
-    WITH RECURSIVE hours (hour) AS (SELECT ? UNION ALL SELECT hour + 1 FROM hours WHERE hour < ?)
+    {_HOURS}
     {_EXPORT_COLUMNS}
-    WHERE t.event_ms / 3600000 IN (SELECT hour FROM hours) AND t.agent = ?
-        AND t.event_ms >= ? AND t.event_ms < ?
-    ORDER BY t.event_ms / 3600000, t.event_ms
+    WHERE t.id IN ({_AGENT_IDS})
+    ORDER BY t.event_ms, t.kind, t.to_value, t.definition_id
+"""
+
+AGENT_ROWS = f"""
+    {_HOURS}
+    SELECT kind, event_ms, to_value, definition_id, source FROM transitions
+    WHERE id IN ({_AGENT_IDS})
+"""
+
+INDEXED_UNTIL = "SELECT until_ms FROM agent_index_until"
+
+# The transitions of [?, ?) into agent_index in its own order. Every row there is older, so
+# they append at its right edge.
+INDEX_HOURS = """
+    INSERT INTO agent_index (hour, agent, event_ms, id)
+    SELECT event_ms / 3600000, agent, event_ms, id FROM transitions
+    WHERE event_ms >= ? AND event_ms < ?
+    ORDER BY event_ms / 3600000, agent, event_ms, id
+"""
+SET_INDEXED_UNTIL = "UPDATE agent_index_until SET until_ms = ?"
+
+# A transition written with an event time before agent_index_until (a snapshot's, a late
+# frame's) joins agent_index at once, found by its natural key; a replay's row is there already.
+INDEX_EARLY = """
+    INSERT OR IGNORE INTO agent_index (hour, agent, event_ms, id)
+    SELECT event_ms / 3600000, agent, event_ms, id FROM transitions
+    WHERE event_ms = ? AND agent = ? AND kind = ? AND to_value = ? AND definition_id = ?
 """

@@ -3,7 +3,7 @@
 The status in force when a day opens comes from current_state for every agent whose present
 state began before that instant (late rows are always older than the current state, so nothing
 can lie in between). The rest are found by grouped scans of the time index, the day before first
-and then wider windows while many are left, and the last few through the per-agent hour index.
+and then wider windows while many are left, and the last few by agent (queries.AGENT_ROWS).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from monitor.core.model import Agent, Gap
 from monitor.core.statustime import Day, DayAccumulator, DayResult, GapIndex
 from monitor.core.timeline import Mark
 from monitor.store.database import scalar
+from monitor.store.queries import AGENT_ROWS
 from monitor.store.rows import agent_from_row
 from monitor.store.schema import HOUR_MS
 
@@ -77,7 +78,7 @@ async def compute_day(
 
 
 # Below this many agents still without an opening status, each is looked up through the
-# per-agent hour index; from this many on, a grouped scan of the time index is cheaper than one
+# per-agent index; from this many on, a grouped scan of the time index is cheaper than one
 # seek per agent and hour. A new database, or a Monday after a quiet weekend, has every agent
 # pending at once.
 _ONE_BY_ONE: Final = 64
@@ -124,21 +125,18 @@ async def openings(conn: aiosqlite.Connection, at_ms: int) -> dict[tuple[int, st
     return opening
 
 
-# Rows of one agent through transitions_agent_hour: one index seek per hour of the range (the
-# expression must be written exactly as in the index).
-AGENT_ROWS = """
-    WITH RECURSIVE hours (hour) AS (SELECT ? UNION ALL SELECT hour + 1 FROM hours WHERE hour < ?)
-    SELECT kind, event_ms, to_value, definition_id, source FROM transitions
-    WHERE event_ms / 3600000 IN (SELECT hour FROM hours) AND agent = ?
-        AND event_ms >= ? AND event_ms < ?
-"""
-
-
 async def marks(conn: aiosqlite.Connection, agent: int, start_ms: int, end_ms: int) -> list[Mark]:
     if end_ms <= start_ms:
         return []
     rows = await conn.execute_fetchall(
-        AGENT_ROWS, (start_ms // HOUR_MS, (end_ms - 1) // HOUR_MS, agent, start_ms, end_ms)
+        AGENT_ROWS,
+        {
+            "low": start_ms // HOUR_MS,
+            "high": (end_ms - 1) // HOUR_MS,
+            "agent": agent,
+            "since": start_ms,
+            "until": end_ms,
+        },
     )
     return [Mark(row[0], row[1], row[2], row[3] or None, row[4]) for row in rows]
 

@@ -150,6 +150,8 @@ def check_agent(agent: object) -> Agent:
 # then looks for an adapter on every row, which costs more than the rest of the row together.
 _TEXT: dict[Kind | Source, str] = {member: member.value for member in (*Kind, *Source)}
 
+_PRESENCE = Kind.PRESENCE.value
+_ROUTING = Kind.ROUTING.value
 TransitionRow = tuple[int, str, str | None, str, str, int, int, str, int]
 StateRow = tuple[int, str, str, str, int, int]
 
@@ -159,9 +161,14 @@ def transition_rows(
 ) -> tuple[list[TransitionRow], list[StateRow]]:
     """The transitions rows of a checked batch, and the current_state row of each agent and kind
     for its newest transition in the batch (in the order of queries.NEWEST_FIRST; late
-    transitions are history only and never become a current state)."""
+    transitions are history only and never become a current state), in current_state's key
+    order: upserts in key order touch each page of the table once, and took half the time of
+    upserts in batch order."""
     rows: list[TransitionRow] = []
-    newest: dict[tuple[int, str], tuple[int, str, str]] = {}
+    # (agent key * 2 + 1 for routing) -> the newest (event time, value, definition): an int
+    # key hashes and sorts faster than a tuple, in the order of current_state's key.
+    newest: dict[int, tuple[int, str, str]] = {}
+    routing = Kind.ROUTING
     for t in batch:
         key = keys[t.agent_id]
         kind = _TEXT[t.kind]
@@ -183,13 +190,15 @@ def transition_rows(
         if late:
             continue
         order = (t.event_ms, t.to_value, definition)
-        held = newest.get((key, kind))
+        code = key * 2 + (t.kind is routing)
+        held = newest.get(code)
         if held is None or order > held:
-            newest[key, kind] = order
-    states: list[StateRow] = [
-        (key, kind, value, definition, event_ms, event_ms)
-        for (key, kind), (event_ms, value, definition) in newest.items()
-    ]
+            newest[code] = order
+    states: list[StateRow] = []
+    for code in sorted(newest):
+        event_ms, value, definition = newest[code]
+        kind = _ROUTING if code & 1 else _PRESENCE
+        states.append((code >> 1, kind, value, definition, event_ms, event_ms))
     return rows, states
 
 

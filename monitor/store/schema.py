@@ -13,12 +13,20 @@ Why the transitions table looks the way it does (the insert rate on a large tabl
 - The natural key (event time, agent, kind, to value, definition id) starts with the event time,
   so inserts of live transitions append at the right edge of that index. The same index serves
   exports and pruning by time.
-- The per-agent timeline index starts with the hour of the event (epoch ms // 3,600,000). An
-  index that starts with the agent has one insertion point per agent, so once the table is large
-  each commit rewrites about one index page per agent in the batch. Starting with the hour
-  confines the insertion points to the current hour's part of the index, a few dozen pages at a
-  contact centre's pace. Per-agent queries seek once per hour of their range (a year is 8,760
-  seeks, a few milliseconds).
+- Rows are found by agent through `agent_index` (hour of the event, agent, event time, row id),
+  which starts with the hour (epoch ms // 3,600,000): per-agent queries seek once per hour of
+  their range (a year is 8,760 seeks, a few milliseconds). It is filled an hour at a time, once
+  the hour is over (`Store.index_hours`), not row by row as live transitions are written. Any
+  index that leads with the agent, even within one hour, has one insertion point per agent: a
+  batch of 10,000 rows over 20,000 agents rewrote most pages of the current hour's part of such
+  an index, and once the hour held a million rows every commit wrote tens of megabytes to the
+  WAL (67,000 rows/s instead of 245,000 without it, on two million rows). Filled after the hour,
+  its rows arrive sorted and append at its right edge.
+- `agent_index_until` holds the time before which every transition is in `agent_index`. A
+  transition written with an earlier event time (a snapshot or a late frame) goes into the index
+  in the same transaction; the rows at and after that time, the current hour and little more,
+  are read by agent from the natural-key index, which starts with the event time and covers the
+  agent. A trigger removes a deleted transition's index row.
 - `definition_id` is '' rather than NULL when there is none: NULLs are distinct in a UNIQUE index,
   so a replayed routing transition would otherwise be inserted twice.
 """
@@ -130,7 +138,48 @@ _V1: Final[tuple[str, ...]] = (
     f"PRAGMA application_id = {APPLICATION_ID}",
 )
 
+# The per-agent index becomes a table of its own, filled once an hour is over (see above). Every
+# existing row goes into it, read in the old index's order, so the copy appends; the hour of the
+# newest row stays open, as the daemon may still be writing it.
+_V2: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE agent_index (
+        hour INTEGER NOT NULL,
+        agent INTEGER NOT NULL,
+        event_ms INTEGER NOT NULL,
+        id INTEGER NOT NULL,
+        PRIMARY KEY (hour, agent, event_ms, id)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE agent_index_until (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        until_ms INTEGER NOT NULL
+    )
+    """,
+    """
+    INSERT INTO agent_index_until (one, until_ms)
+    SELECT 1, coalesce(max(event_ms) / 3600000 * 3600000, 0) FROM transitions
+    """,
+    """
+    INSERT INTO agent_index (hour, agent, event_ms, id)
+    SELECT event_ms / 3600000, agent, event_ms, id FROM transitions
+    WHERE event_ms < (SELECT until_ms FROM agent_index_until)
+    ORDER BY event_ms / 3600000, agent, event_ms, id
+    """,
+    "DROP INDEX transitions_agent_hour",
+    """
+    CREATE TRIGGER agent_index_forget AFTER DELETE ON transitions
+    WHEN OLD.event_ms < (SELECT until_ms FROM agent_index_until)
+    BEGIN
+        DELETE FROM agent_index
+        WHERE hour = OLD.event_ms / 3600000 AND agent = OLD.agent
+            AND event_ms = OLD.event_ms AND id = OLD.id;
+    END
+    """,
+)
+
 # MIGRATIONS[k - 1] takes a database from user_version k - 1 to k.
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1,)
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2)
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

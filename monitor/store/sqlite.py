@@ -137,6 +137,12 @@ class Store(Database):
             inserted += max(conn.execute(sql, params).rowcount, 0)  # replays are not counted
         for sql, params in q.multi_row(q.UPSERT_STATES, states, q.UPSERT_STATES_CONFLICT):
             conn.execute(sql, params)
+        # Live transitions belong to the current hour, which agent_index takes once it is over;
+        # older ones (from a snapshot, or late) go into it now (see schema.py).
+        (until,) = conn.execute(q.INDEXED_UNTIL).fetchone()
+        early = [(r[5], r[0], r[1], r[3], r[4]) for r in rows if r[5] < until]
+        if early:
+            conn.executemany(q.INDEX_EARLY, early)
         return inserted, new_keys
 
     async def load_states(self) -> dict[tuple[str, Kind], StatusState]:
@@ -409,6 +415,29 @@ class Store(Database):
         log.info("store.pruned", before_ms=before, transitions=transitions, gaps=gaps)
         return transitions + gaps
 
+    async def index_hours(self, before_ms: int) -> int:
+        """Put into agent_index the transitions of every hour that ended by `before_ms`; returns
+        how many. Each hour is a transaction of its own, so a waiting write goes between two."""
+        limit = before_ms // HOUR_MS * HOUR_MS
+
+        async def body(conn: aiosqlite.Connection) -> int | None:
+            until = int(await scalar(conn, q.INDEXED_UNTIL))
+            if until >= limit:
+                return None
+            first = await scalar(
+                conn, "SELECT min(event_ms) FROM transitions WHERE event_ms >= ?", (until,)
+            )
+            # Up to the end of the next hour that holds transitions: empty hours take no turn.
+            end = limit if first is None else min(limit, (first // HOUR_MS + 1) * HOUR_MS)
+            cursor = await conn.execute(q.INDEX_HOURS, (until, end))
+            await conn.execute(q.SET_INDEXED_UNTIL, (end,))
+            return max(cursor.rowcount, 0)
+
+        total = 0
+        while (indexed := await self._transaction("cannot index transitions", body)) is not None:
+            total += indexed
+        return total
+
     async def _delete_chunks(
         self,
         select: str,
@@ -482,7 +511,10 @@ class Store(Database):
                         return
                     low = max(since, first) // HOUR_MS
                     high = min(until - 1, last) // HOUR_MS
-                    cursor = await conn.execute(q.EXPORT_AGENT, (low, high, key, since, until))
+                    cursor = await conn.execute(
+                        q.EXPORT_AGENT,
+                        {"low": low, "high": high, "agent": key, "since": since, "until": until},
+                    )
                 try:
                     while rows := await cursor.fetchmany(chunk):
                         for row in rows:
