@@ -6,8 +6,9 @@
 The set-up is the ingest benchmark's: 20,000 agents, the daemon (`python -m monitor run`) on a
 copy of a database holding two million transitions. First the maximum rate is measured by pouring
 frames as fast as the daemon takes them (as bench.ingest does). Then the firehose streams frames
-built on the fly at 10%, then at 80%, of that rate, each for `--seconds`; every frame's emission
-time is noted (time.perf_counter(), the moment it is queued on the socket).
+at 10%, then at 80%, of that rate, each for `--seconds`; they are built before each phase, as the
+burst's are, and every frame's emission time is noted (time.perf_counter(), the moment it is
+queued on the socket).
 
 Every event is measured, not a sample: a watcher process tails the transitions table (a
 read-only connection in WAL mode, polled every millisecond) and notes when each row appears.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import multiprocessing as mp
 import os
 import re
@@ -57,12 +59,15 @@ from bench.harness import (
     sim_settings,
 )
 from bench.ingest import month_start_ms, through_daemon
-from monitor.clock import ScaledClock
+from monitor.clock import Clock, ScaledClock
 from monitor.sim.firehose import Firehose, Shot
 from monitor.sim.org import Org
 from monitor.sim.server import Simulator
 
 TARGET_P99_MS = 250.0
+# Planning a phase's frames takes about 6 µs each; their event times start after this lead.
+_PLAN_LEAD_MS = 2000
+_PLAN_MS_PER_SHOT = 0.01
 SHARES = (0.1, 0.8)
 _STAMP = re.compile(
     r'^genesys_agent_(presence|routing_status)_changed_timestamp_seconds\{agent_id="([^"]+)"\} (\S+)'
@@ -142,10 +147,18 @@ async def phase(
     db: DbReader,
     db_path: Path,
     firehose: Firehose,
+    clock: Clock,
     rate: float,
     seconds: float,
     scrape_every: float,
 ) -> dict[str, Any]:
+    # The phase's frames are built before it, as the burst's are: built on the fly, they took the
+    # simulator about 11 µs each, on the same two cores as the daemon (at 65,000 events/s, 7.3
+    # CPU s of the 20 that a 10 s phase has). Their event times are those they will be sent at;
+    # the phase waits for the first one.
+    count = math.ceil(rate * seconds)
+    start_ms = clock.now_ms() + _PLAN_LEAD_MS + math.ceil(count * _PLAN_MS_PER_SHOT)
+    shots = firehose.plan(count, start_ms, rate)
     await daemon.settled()
     # The daemon's own histograms, before and after: how late its event loop ran (the main
     # thread busy) and how long its commits took (SQLite), to tell where the latency comes from.
@@ -158,10 +171,12 @@ async def phase(
     scrape = Helper(scraper, daemon.url, scrape_every)
     emitted: list[tuple[Shot, float]] = []
     meter = CpuMeter({"daemon": daemon.pid, "simulator": os.getpid()})
+    await clock.sleep(max(0.0, (start_ms - clock.now_ms()) / 1000))
     sent = await firehose.stream(
         rate,
         seconds,
         DAEMON_CLIENT.client_id,
+        shots=shots,
         on_shot=lambda shot, at: emitted.append((shot, at)),
     )
     cpu = meter.read()
@@ -198,6 +213,7 @@ async def phase(
         "metrics_checked": checked,
         "metrics_behind": stale,
         "cpu_daemon": cpu["daemon"],
+        "cpu_simulator": cpu["simulator"],
         "cpu_other": cpu["other"],
         "loop_lag_p99_s": bucket_quantile(loop_lag, 0.99),
         "loop_lag_ticks": bucket_total(loop_lag),
@@ -265,6 +281,7 @@ async def run(args: argparse.Namespace, big: Path, work: Path) -> dict[str, Any]
                     db,
                     db_path,
                     firehose,
+                    sim.clock,
                     share * base,
                     args.seconds,
                     args.scrape_every,
@@ -276,8 +293,8 @@ async def run(args: argparse.Namespace, big: Path, work: Path) -> dict[str, Any]
                     f"p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms, max {p['max_ms']:.0f} ms "
                     f"over {p['measured']:,} events ({p['missing']} not committed); /metrics "
                     f"behind in {p['metrics_behind']} of {p['metrics_checked']:,} checks over "
-                    f"{p['scrapes']} scrapes; daemon CPU {p['cpu_daemon']:.1f} s, rest of "
-                    f"machine {p['cpu_other']:.1f} s; event-loop lag p99 <= "
+                    f"{p['scrapes']} scrapes; CPU s: daemon {p['cpu_daemon']:.1f}, simulator "
+                    f"{p['cpu_simulator']:.1f}, rest of machine {p['cpu_other']:.1f}; event-loop lag p99 <= "
                     f"{p['loop_lag_p99_s']} s ({p['loop_lag_over_250ms']:.0f} of "
                     f"{p['loop_lag_ticks']:.0f} ticks over 0.25 s); commit p99 <= "
                     f"{p['commit_p99_s']} s over {p['commits']:.0f} commits",

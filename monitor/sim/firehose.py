@@ -182,11 +182,14 @@ class Firehose:
         seconds: float,
         client_id: str,
         *,
+        shots: Sequence[Shot] | None = None,
         tick_s: float = 0.002,
         on_shot: Callable[[Shot, float], None] | None = None,
     ) -> int:
-        """Push shots built on the fly at `rate` a second for `seconds` (real time); returns how
-        many. Event times are the clock's at the push; `on_shot(shot, perf_counter)` hears each.
+        """Push shots at `rate` a second for `seconds` (real time), or until `shots` run out;
+        returns how many. The shots are `shots`, built ahead with `plan`, or else built on the
+        fly, with the clock's time at the push as event time. `on_shot(shot, perf_counter)`
+        hears each as it is queued.
         """
         if rate <= 0 or seconds < 0:
             raise ValueError("rate must be positive and seconds >= 0")
@@ -196,14 +199,17 @@ class Firehose:
         while True:
             now = time.perf_counter()
             elapsed = now - started
-            if elapsed >= seconds:
+            if elapsed >= seconds or (shots is not None and sent >= len(shots)):
                 return sent
-            due = int(elapsed * rate) - sent
-            event_ms = clock.now_ms()
-            for _ in range(due):
-                shot = self.shot(event_ms)
+            due = max(0, int(elapsed * rate) - sent)
+            if shots is None:
+                event_ms = clock.now_ms()
+                batch = [self.shot(event_ms) for _ in range(due)]
+            else:
+                batch = list(shots[sent : sent + due])
+            for shot in batch:
                 self.push(shot, client_id)
                 if on_shot is not None:
                     on_shot(shot, time.perf_counter())
-            sent += max(0, due)
+            sent += len(batch)
             await asyncio.sleep(tick_s)
