@@ -436,6 +436,8 @@ class Store(Database):
         total = 0
         while (indexed := await self._transaction("cannot index transitions", body)) is not None:
             total += indexed
+        if total:
+            log.info("store.hours_indexed", transitions=total, before_ms=limit)
         return total
 
     async def _delete_chunks(
