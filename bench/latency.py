@@ -65,7 +65,8 @@ from monitor.sim.org import Org
 from monitor.sim.server import Simulator
 
 TARGET_P99_MS = 250.0
-# Planning a phase's frames takes about 6 µs each; their event times start after this lead.
+# Planning a phase's frames takes about 6 µs each. Their event times start after a lead that
+# allows 10 µs each, so that the first is still ahead when planning ends.
 _PLAN_LEAD_MS = 2000
 _PLAN_MS_PER_SHOT = 0.01
 SHARES = (0.1, 0.8)

@@ -7,6 +7,8 @@ import itertools
 from collections.abc import Iterator, Sequence
 from typing import Final
 
+from monitor.store.schema import HOUR_MS
+
 # Ordering of the transitions of one agent and kind, newest first: the latest event wins, and a
 # tie on event time goes to the larger (value, definition id), as in core.tracker, so the store
 # and the tracker agree on the current state. rows.transition_rows and UPSERT_STATES_CONFLICT use
@@ -176,6 +178,18 @@ AGENT_ROWS = f"""
     SELECT kind, event_ms, to_value, definition_id, source FROM transitions
     WHERE id IN ({_AGENT_IDS})
 """
+
+
+def agent_range(agent: int, since_ms: int, until_ms: int) -> dict[str, int]:
+    """The parameters of EXPORT_AGENT and AGENT_ROWS for `agent`'s rows in [since_ms, until_ms)."""
+    return {
+        "low": since_ms // HOUR_MS,
+        "high": (until_ms - 1) // HOUR_MS,
+        "agent": agent,
+        "since": since_ms,
+        "until": until_ms,
+    }
+
 
 INDEXED_UNTIL = "SELECT until_ms FROM agent_index_until"
 

@@ -20,9 +20,8 @@ from monitor.core.model import Agent, Gap
 from monitor.core.statustime import Day, DayAccumulator, DayResult, GapIndex
 from monitor.core.timeline import Mark
 from monitor.store.database import scalar
-from monitor.store.queries import AGENT_ROWS
+from monitor.store.queries import AGENT_ROWS, agent_range
 from monitor.store.rows import agent_from_row
-from monitor.store.schema import HOUR_MS
 
 DAY_MS: Final = 86_400_000
 MAX_DAYS: Final = 400
@@ -128,16 +127,7 @@ async def openings(conn: aiosqlite.Connection, at_ms: int) -> dict[tuple[int, st
 async def marks(conn: aiosqlite.Connection, agent: int, start_ms: int, end_ms: int) -> list[Mark]:
     if end_ms <= start_ms:
         return []
-    rows = await conn.execute_fetchall(
-        AGENT_ROWS,
-        {
-            "low": start_ms // HOUR_MS,
-            "high": (end_ms - 1) // HOUR_MS,
-            "agent": agent,
-            "since": start_ms,
-            "until": end_ms,
-        },
-    )
+    rows = await conn.execute_fetchall(AGENT_ROWS, agent_range(agent, start_ms, end_ms))
     return [Mark(row[0], row[1], row[2], row[3] or None, row[4]) for row in rows]
 
 

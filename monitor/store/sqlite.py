@@ -511,11 +511,8 @@ class Store(Database):
                     first, last = await self._span(conn)
                     if first is None or last is None:
                         return
-                    low = max(since, first) // HOUR_MS
-                    high = min(until - 1, last) // HOUR_MS
                     cursor = await conn.execute(
-                        q.EXPORT_AGENT,
-                        {"low": low, "high": high, "agent": key, "since": since, "until": until},
+                        q.EXPORT_AGENT, q.agent_range(key, max(since, first), min(until, last + 1))
                     )
                 try:
                     while rows := await cursor.fetchmany(chunk):
