@@ -770,6 +770,33 @@ async def test_hours_are_indexed_once_over_and_late_rows_join_at_once(tmp_path: 
         assert [r["to"] for r in await export(store, None, None, "a1")] == ["IDLE", "OFF_QUEUE"]
 
 
+async def test_a_large_snapshot_from_indexed_hours_joins_the_index_whole(tmp_path: Path) -> None:
+    """A snapshot batch of thousands of transitions older than the index's mark (several
+    statements' worth, presence and routing, some replayed, some already there) puts exactly
+    its rows into agent_index, each once."""
+    path = tmp_path / "monitor.db"
+    async with await Store.open(path) as store:
+        await store.write([tr("a0", "IDLE", T0 + 3 * HOUR)])
+        assert await store.index_hours(T0 + 3 * HOUR) == 0
+        snapshot = [
+            tr(
+                f"s{n % 700}",
+                "BREAK" if n % 3 else "IDLE",
+                T0 + n * 1000,
+                kind=Kind.PRESENCE if n % 3 else Kind.ROUTING,
+                definition="def-break" if n % 3 else None,
+                source=Source.SNAPSHOT,
+            )
+            for n in range(2_500)
+        ]
+        await store.write(snapshot[:300])
+        await store.write(snapshot)
+        mark, index, before = indexed(path)
+        assert mark == T0 + 3 * HOUR
+        assert len(index) == len(before) == 2_500
+        assert index == before
+
+
 async def test_a_version_1_database_is_migrated_with_its_rows_indexed(tmp_path: Path) -> None:
     """Opening a database of schema version 1 moves its rows into agent_index, all but the
     newest hour's, and drops the old per-agent index; reads by agent find every row."""

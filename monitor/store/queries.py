@@ -203,10 +203,18 @@ INDEX_HOURS = """
 """
 SET_INDEXED_UNTIL = "UPDATE agent_index_until SET until_ms = ?"
 
-# A transition written with an event time before agent_index_until (a snapshot's, a late
-# frame's) joins agent_index at once, found by its natural key; a replay's row is there already.
+# Transitions written with an event time before agent_index_until (a snapshot's, a late
+# frame's) join agent_index at once, found by their natural keys (multi_row supplies the VALUES
+# rows: event_ms, agent, kind, to_value, definition_id); a replay's row is there already. One
+# statement per chunk, not one per row: a snapshot after a long gap can bring tens of thousands
+# of them, and each statement waits for the GIL (see _CHUNKS).
 INDEX_EARLY = """
     INSERT OR IGNORE INTO agent_index (hour, agent, event_ms, id)
-    SELECT event_ms / 3600000, agent, event_ms, id FROM transitions
-    WHERE event_ms = ? AND agent = ? AND kind = ? AND to_value = ? AND definition_id = ?
+    SELECT t.event_ms / 3600000, t.agent, t.event_ms, t.id
+    FROM (VALUES
+"""
+INDEX_EARLY_JOIN = """
+    ) AS v
+    JOIN transitions AS t ON t.event_ms = v.column1 AND t.agent = v.column2
+        AND t.kind = v.column3 AND t.to_value = v.column4 AND t.definition_id = v.column5
 """

@@ -141,8 +141,8 @@ class Store(Database):
         # older ones (from a snapshot, or late) go into it now (see schema.py).
         (until,) = conn.execute(q.INDEXED_UNTIL).fetchone()
         early = [(r[5], r[0], r[1], r[3], r[4]) for r in rows if r[5] < until]
-        if early:
-            conn.executemany(q.INDEX_EARLY, early)
+        for sql, params in q.multi_row(q.INDEX_EARLY, early, q.INDEX_EARLY_JOIN):
+            conn.execute(sql, params)
         return inserted, new_keys
 
     async def load_states(self) -> dict[tuple[str, Kind], StatusState]:
