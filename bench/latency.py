@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import math
 import multiprocessing as mp
 import os
@@ -83,6 +84,9 @@ Key = tuple[int, str, int]  # (agent key, kind, event ms)
 
 def watcher(db: str, start_id: int, conn: Connection) -> None:
     """Note when each new transition row becomes visible; stop on any message from `conn`."""
+    # `seen` grows by every event; the collector's passes over it would hold up the polling and
+    # make rows committed meanwhile look late. It holds no cycles.
+    gc.disable()
     reader = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     seen: dict[Key, float] = {}
     last = start_id
@@ -103,19 +107,23 @@ def watcher(db: str, start_id: int, conn: Connection) -> None:
 def scraper(url: str, every: float, conn: Connection) -> None:
     """Scrape every `every` seconds until told to stop; send back, per scrape, when it began and
     each agent's state-change timestamps (ms)."""
-    out: list[tuple[float, dict[tuple[str, str], int]]] = []
+    # The pages are parsed after the phase: parsing one (20,000 agents) takes a core for about
+    # half a second, which the daemon and the simulator would otherwise lose mid-phase.
+    pages: list[tuple[float, str]] = []
     with httpx.Client(base_url=url, timeout=60) as http:
         while not conn.poll(every):
             started = time.perf_counter()
-            text = http.get("/metrics").text
-            stamps = {}
-            for line in text.splitlines():
-                match = _STAMP.match(line)
-                if match:
-                    kind, agent, value = match.groups()
-                    stamps[agent, _KIND[kind]] = round(float(value) * 1000)
-            out.append((started, stamps))
+            pages.append((started, http.get("/metrics").text))
     conn.recv()
+    out: list[tuple[float, dict[tuple[str, str], int]]] = []
+    for started, text in pages:
+        stamps = {}
+        for line in text.splitlines():
+            match = _STAMP.match(line)
+            if match:
+                kind, agent, value = match.groups()
+                stamps[agent, _KIND[kind]] = round(float(value) * 1000)
+        out.append((started, stamps))
     conn.send(out)
 
 
@@ -173,13 +181,20 @@ async def phase(
     emitted: list[tuple[Shot, float]] = []
     meter = CpuMeter({"daemon": daemon.pid, "simulator": os.getpid()})
     await clock.sleep(max(0.0, (start_ms - clock.now_ms()) / 1000))
-    sent = await firehose.stream(
-        rate,
-        seconds,
-        DAEMON_CLIENT.client_id,
-        shots=shots,
-        on_shot=lambda shot, at: emitted.append((shot, at)),
-    )
+    # The collector would walk the planned shots and `emitted` (a million objects and more),
+    # stopping the simulator for a fraction of a second every few seconds; the frames held up
+    # then reach the daemon as a burst. Nothing made during the phase forms cycles.
+    gc.disable()
+    try:
+        sent = await firehose.stream(
+            rate,
+            seconds,
+            DAEMON_CLIENT.client_id,
+            shots=shots,
+            on_shot=lambda shot, at: emitted.append((shot, at)),
+        )
+    finally:
+        gc.enable()
     cpu = meter.read()
     await daemon.settled()
     await asyncio.sleep(0.05)  # the watcher's next poll sees the last commit
