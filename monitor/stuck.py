@@ -62,16 +62,30 @@ class StuckWatcher:
 
     async def evaluate(self) -> list[RuleEvent]:
         """One evaluation of every rule for every watched agent."""
-        both = self._tracker.both
+        tracker, could_match = self._tracker, self.engine.could_match
+        both, values = tracker.both, tracker.values
         roster = self._roster()
+        # Only the agents some rule could match are read in full: the others (at a contact
+        # centre, nearly everyone, On Queue and IDLE or INTERACTING) cost two look-ups each.
         rows: list[tuple[Agent, StatusState | None, StatusState | None]] = []
         for start in range(0, len(roster), _READ_CHUNK):
-            rows += [(agent, *both(agent.id)) for agent in roster[start : start + _READ_CHUNK]]
-            # Reading every agent's state takes tens of milliseconds at 20,000 agents: frames
-            # and scrapes get their turn in between. A state read a moment before the others
-            # is judged as of a moment later; the thresholds are minutes.
+            rows += [
+                (agent, *both(agent.id))
+                for agent in roster[start : start + _READ_CHUNK]
+                if could_match(*values(agent.id))
+            ]
+            # Reading every agent's state takes milliseconds at 20,000 agents: frames and
+            # scrapes get their turn in between. A state read a moment before the others is
+            # judged as of a moment later; the thresholds are minutes.
             await asyncio.sleep(0)
-        events = self.engine.evaluate(self._clock.now_ms(), rows, self._zones)
+        present = {agent.id for agent in roster}
+        events: list[RuleEvent] = []
+        for step in self.engine.steps(self._clock.now_ms(), rows, self._zones, present):
+            events += step
+            # The rules together take tens of milliseconds at 20,000 agents; frames and scrapes
+            # get their turn between two. Only this task evaluates, so the steps never mix with
+            # another evaluation's.
+            await asyncio.sleep(0)
         self.recent.extend(events)
         for event in events:
             firing = event.kind == "fire"

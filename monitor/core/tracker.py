@@ -206,6 +206,16 @@ class Tracker:
             None if routing is None else StatusState(*routing[:4]),
         )
 
+    def values(self, agent_id: str) -> tuple[str | None, str | None]:
+        """The agent's presence and routing status values (None where unknown), without the
+        rest of their states."""
+        presence = self._presence.get(agent_id)
+        routing = self._routing.get(agent_id)
+        return (
+            None if presence is None else presence[0],
+            None if routing is None else routing[0],
+        )
+
     def states(self) -> Iterator[tuple[tuple[str, Kind], StatusState]]:
         """Every known state, presence first; the shape `load()` takes back."""
         for kind, table in ((Kind.PRESENCE, self._presence), (Kind.ROUTING, self._routing)):

@@ -707,3 +707,79 @@ def test_flapping_faster_than_clear_after_fires_at_most_once(
             now, [row(ADA, "BREAK" if on_break else "ON_QUEUE", now, None, 0)], {}
         )
     assert [e.kind for e in events] in ([], ["fire"])
+
+
+def test_stepping_the_rules_one_at_a_time_gives_the_events_of_evaluate() -> None:
+    """steps() yields one rule's events at a time, in rule order, the same events evaluate()
+    makes; until a rule's step has run, that rule still shows the previous outcome."""
+    stepped, whole = RuleEngine(DEFAULT_RULES), RuleEngine(DEFAULT_RULES)
+    rows = [row(ADA, "BREAK", T0, "OFF_QUEUE", T0), row(BEN, "ON_QUEUE", T0, "OFF_QUEUE", T0)]
+    now = T0 + 60 * MIN
+    steps = stepped.steps(now, rows, {})
+    seen: list[RuleEvent] = []
+    for rule_ in DEFAULT_RULES:
+        fired_before = rule_.name in stepped.firing_for(ADA.id)
+        events = next(steps)
+        assert all(event.rule == rule_.name for event in events)
+        if rule_.name == "long_break":
+            assert (fired_before, rule_.name in stepped.firing_for(ADA.id)) == (False, True)
+        seen += events
+    assert next(steps, None) is None
+    assert seen == whole.evaluate(now, rows, {})
+    assert kinds(seen) == [
+        ("fire", "long_break", ADA.id),
+        ("fire", "on_queue_off_queue", BEN.id),
+    ]
+
+
+SEEN_PRESENCES: list[str | None] = [
+    None,
+    "ON_QUEUE",
+    "AVAILABLE",
+    "BREAK",
+    "MEAL",
+    "BUSY",
+    "OFFLINE",
+]
+SEEN_ROUTING: list[str | None] = [None, "IDLE", "INTERACTING", "OFF_QUEUE", "NOT_RESPONDING"]
+
+
+@given(
+    rounds=st.lists(
+        st.lists(
+            st.tuples(
+                st.integers(0, 5),  # agent
+                st.sampled_from(SEEN_PRESENCES),
+                st.sampled_from(SEEN_ROUTING),
+                st.integers(0, 40),  # minutes before the round that the states began
+            ),
+            max_size=12,
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_passing_only_the_agents_a_rule_could_match_changes_no_event(
+    rounds: list[list[tuple[int, str | None, str | None, int]]],
+) -> None:
+    """Rows limited to the agents could_match() picks, with every watched agent in `present`,
+    make the same events round after round as rows for every agent."""
+    agents = [Agent(id=f"agent-{n}", name=f"Agent {n}") for n in range(6)]
+    full, filtered = RuleEngine(DEFAULT_RULES), RuleEngine(DEFAULT_RULES)
+    states: dict[int, Row] = {}
+    for number, changes in enumerate(rounds):
+        now = T0 + number * 7 * MIN
+        for agent, presence, routing, minutes in changes:
+            since = now - minutes * MIN
+            states[agent] = row(agents[agent], presence, since, routing, since)
+        rows = [states[n] for n in sorted(states)]
+        wanted = [
+            r
+            for r in rows
+            if filtered.could_match(*(None if s is None else s.value for s in r[1:]))
+        ]
+        present = {r[0].id for r in rows}
+        expected = full.evaluate(now, rows, {})
+        got = [e for step in filtered.steps(now, wanted, {}, present) for e in step]
+        assert got == expected
+        assert filtered.firing() == full.firing()

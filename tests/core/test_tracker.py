@@ -172,6 +172,18 @@ def test_forget_drops_both_kinds() -> None:
     assert len(tracker) == 1
 
 
+def test_values_are_those_of_both_states() -> None:
+    """values() gives the value of each state both() gives, None where a kind is unknown."""
+    tracker = Tracker()
+    tracker.apply(presence("BREAK", T0, COFFEE), T0, Source.LIVE)
+    tracker.apply(routing("OFF_QUEUE", T0 + 5), T0 + 5, Source.LIVE)
+    tracker.apply(routing("IDLE", T0, agent=B), T0, Source.LIVE)
+    assert tracker.values(A) == ("BREAK", "OFF_QUEUE")
+    assert tracker.values(A) == tuple(s.value for s in tracker.both(A) if s is not None)
+    assert tracker.values(B) == (None, "IDLE")
+    assert tracker.values("nobody") == (None, None)
+
+
 # --- properties ---------------------------------------------------------------------------------
 
 # Few agents, values and times, so that duplicates, ties and re-entries are common.
