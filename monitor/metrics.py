@@ -162,13 +162,23 @@ class AgentMetrics:
         else:
             self._stuck.pop((agent_id, rule), None)
 
-    def _catch_up(self) -> None:
-        """Bring the counts and lines of every changed agent up to date."""
-        for agent_id in self._changed:
+    @property
+    def behind(self) -> int:
+        """Agents changed since their counts and lines were last brought up to date."""
+        return len(self._changed)
+
+    def catch_up(self, limit: int | None = None) -> None:
+        """Bring the counts and lines of changed agents up to date: every one, or at most
+        `limit` of them (render() catches up with the rest)."""
+        changed = self._changed
+        if limit is not None and limit < len(changed):
+            agents = [changed.pop() for _ in range(limit)]
+        else:
+            agents, self._changed = list(changed), set()
+        for agent_id in agents:
             self._recount(agent_id)
             if self.per_agent:
                 self._render_agent(agent_id)
-        self._changed.clear()
 
     def _recount(self, agent_id: str) -> None:
         counted = self._counted.pop(agent_id, None)
@@ -218,7 +228,7 @@ class AgentMetrics:
     def render(self) -> list[bytes]:
         """The agent families, one chunk each: a scrape of 20,000 agents never holds the whole
         exposition as one string (its peak would stay with the process as heap)."""
-        self._catch_up()
+        self.catch_up()
         division = ',division="{}"' if self.by_division else ""
         parts = [
             _family(

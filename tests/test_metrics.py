@@ -114,3 +114,24 @@ def test_known_counters_start_at_zero() -> None:
     text = b"".join(m.render()).decode()
     assert 'monitor_channel_reconnects_total{reason="dead"} 0.0' in text
     assert 'monitor_schedule_runs_total{schedule="end-of-day"} 0.0' in text
+
+
+def test_catching_up_in_chunks_renders_what_catching_up_at_once_does() -> None:
+    """Agents brought up to date a chunk at a time, with more changes between chunks, render
+    exactly as when every change is caught up in one go; `behind` counts what is left."""
+    agents = [Agent(f"agent-{n:04d}", f"Agent {n}") for n in range(2_500)]
+    chunked, whole = Metrics(), Metrics()
+    for m in (chunked, whole):
+        m.agents.set_agents(agents)
+        for n, agent in enumerate(agents):
+            m.on_transition(transition(agent.id, Kind.ROUTING, "IDLE", 1_000 + n))
+    assert chunked.agents.behind == 2_500
+    chunked.agents.catch_up(1_000)
+    assert chunked.agents.behind == 1_500
+    for m in (chunked, whole):
+        for agent in agents[::7]:
+            m.on_transition(transition(agent.id, Kind.ROUTING, "INTERACTING", 9_000))
+    chunked.agents.catch_up(1_000)
+    assert chunked.agents.behind > 0  # render() has the rest to do
+    assert b"".join(chunked.render()) == b"".join(whole.render())
+    assert chunked.agents.behind == 0
