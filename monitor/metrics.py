@@ -171,10 +171,12 @@ class AgentMetrics:
         """Bring the counts and lines of changed agents up to date: every one, or at most
         `limit` of them (render() catches up with the rest)."""
         changed = self._changed
+        agents: Iterable[str]
         if limit is not None and limit < len(changed):
             agents = [changed.pop() for _ in range(limit)]
         else:
-            agents, self._changed = list(changed), set()
+            # The whole set is taken as it is: nothing adds to it while it is walked here.
+            agents, self._changed = changed, set()
         for agent_id in agents:
             self._recount(agent_id)
             if self.per_agent:
