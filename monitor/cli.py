@@ -123,20 +123,15 @@ def _run(args: argparse.Namespace) -> int:
 
 def _tune_interpreter() -> None:
     """Interpreter settings for the daemon's process, measured with bench.ingest (20,000 agents,
-    two million stored transitions): together about a fifth more events a second.
+    two million stored transitions).
 
     The daemon keeps a large, long-lived heap (the tracker, the metrics' series, the roster)
     and makes short-lived objects for every frame; at the default thresholds the collector ran
     every 700 allocations and its older generations walked that heap again and again. Those
     objects are freed by reference counting as soon as they are done with; the collector only
     looks for reference cycles, so running it less often costs little memory.
-
-    The batch connection's thread gives the GIL up around every SQLite statement and must take
-    it back from the event loop's thread; a shorter switch interval (5 ms by default) shortens
-    that wait, which otherwise lengthens every batch.
     """
     gc.set_threshold(50_000, 20, 100)
-    sys.setswitchinterval(0.0005)
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -7,7 +7,6 @@ import contextlib
 import itertools
 import sqlite3
 import tempfile
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -179,25 +178,6 @@ async def test_a_closed_store_raises_store_error(tmp_path: Path) -> None:
         await store.write([tr("a1", "IDLE", T0)])
     with pytest.raises(StoreError, match="closed"):
         await store.load_states()
-
-
-async def test_closing_ends_the_batch_connection_and_its_thread(tmp_path: Path) -> None:
-    """close() closes the connection that writes batches and ends its thread: a process that
-    opens and closes stores (the CLI's commands, restarts) keeps no threads or files open."""
-
-    def batch_threads() -> list[threading.Thread]:
-        return [t for t in threading.enumerate() if t.name.startswith("store-batch")]
-
-    before = len(batch_threads())
-    store = await Store.open(tmp_path / "monitor.db")
-    await store.write([tr("a1", "IDLE", T0)])
-    assert len(batch_threads()) == before + 1
-    await store.close()
-    await eventually(lambda: len(batch_threads()) == before, message="the thread to end")
-    with contextlib.closing(raw(tmp_path / "monitor.db")) as other:
-        # No connection is left in a transaction: an exclusive lock is granted at once.
-        other.execute("BEGIN EXCLUSIVE")
-        other.execute("ROLLBACK")
 
 
 async def test_sqlite_errors_are_translated(tmp_path: Path) -> None:

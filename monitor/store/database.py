@@ -11,18 +11,19 @@ transaction. So each transaction runs in a task of its own that callers await th
 back as a whole, and `close()` waits for it. An asyncio.Lock (first come, first served) keeps
 transactions and reads on that connection from interleaving.
 
-Batches of transitions go through a second connection, on a thread of its own, as one call per
-transaction (`_batch`), in a task of their own like the others. Through aiosqlite a batch is a
-score of calls (BEGIN, the chunks of rows and of states, COMMIT), and each waits for the event
-loop's next turn; under load that turn comes after the websockets' readers have decoded their
-frames, so SQLite and decoding would take turns instead of running side by side. The same
-asyncio.Lock covers both connections, so their transactions never contend for SQLite's write lock.
+Batches of transitions go through a second connection, in a process of its own (the batch
+writer: batch_write.py, started by batch_process.py), as one request per transaction (`_batch`),
+in a task of their own like the others. Through aiosqlite a batch would be a score of calls
+(BEGIN, the chunks of rows and of states, COMMIT), each waiting for the event loop's next turn; on
+a thread of the daemon its Python work would compete with the event loop for the GIL. In the
+process it runs beside the loop, and the loop only pickles the rows. The same asyncio.Lock covers
+both connections, so their transactions never contend for SQLite's write lock.
 
-For the same reason batches form a lane: a batch that comes while another is being written joins
-it and goes to the batch thread at once, without taking the lock again, and the thread writes
-them back to back; the lane holds the lock from its first batch until its last one has
-committed. A batch joins only while no other caller waits for the lock, so those wait at most for
-the batches already in the lane.
+Batches form a lane: a batch that comes while another is being written joins it and goes to the
+process at once, without taking the lock again, and the process writes them back to back; the
+lane holds the lock from its first batch until its last one has committed. A batch joins only
+while no other caller waits for the lock, so those wait at most for the batches already in the
+lane.
 
 Exports, backups and integrity checks read through short-lived read-only connections of their own:
 in WAL mode they see one consistent snapshot and never hold up the writer.
@@ -34,7 +35,6 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -43,6 +43,8 @@ import aiosqlite
 import structlog
 
 from monitor.errors import StoreError
+from monitor.store.batch_process import BatchProcess
+from monitor.store.batch_write import WireRow, describe
 from monitor.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 log = structlog.get_logger(__name__)
@@ -71,23 +73,13 @@ DEFAULT_WAL_AUTOCHECKPOINT = 10_000
 _JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    name = getattr(exc, "sqlite_errorname", None)
-    if name in {"SQLITE_NOTADB", "SQLITE_CORRUPT"}:
-        return f"{text}: the file is not a SQLite database or it is damaged"
-    if name == "SQLITE_BUSY":
-        return f"{text}: another connection holds the write lock"
-    return f"{text} ({name})" if name else text
-
-
 @contextlib.contextmanager
 def translate(what: str) -> Iterator[None]:
     """Turn sqlite3 (and so aiosqlite) and file-system errors into StoreError."""
     try:
         yield
     except (sqlite3.Error, OSError) as exc:
-        raise StoreError(f"{what}: {_describe(exc)}") from exc
+        raise StoreError(f"{what}: {describe(exc)}") from exc
 
 
 async def scalar(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -103,68 +95,13 @@ async def _rollback(conn: aiosqlite.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
-class _BatchConnection:
-    """A plain sqlite3 connection and the one thread that uses it: each `run` is one hand-off."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-batch")
-        self._conn: sqlite3.Connection | None = None
-
-    async def open(self, settings: Sequence[str]) -> None:
-        """Connect and apply `settings` (PRAGMA statements, busy_timeout among them)."""
-
-        def connect() -> None:
-            # Every call runs on the executor's one thread; the check would only guard that.
-            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            try:
-                for statement in settings:
-                    conn.execute(statement)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
-
-        await self.run(connect)
-
-    async def run(self, call: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
-
-    def transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        """`body` in one BEGIN IMMEDIATE transaction; runs on the connection's thread."""
-        conn = self._conn
-        if conn is None:
-            raise sqlite3.ProgrammingError("the batch connection is not open")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = body(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            # As in _rollback: the failure may have ended the transaction already.
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        return result
-
-    async def close(self) -> None:
-        def close() -> None:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                conn.close()
-
-        try:
-            await self.run(close)
-        finally:
-            self._thread.shutdown(wait=False)
-
-
 class Database:
     """One SQLite file with the monitor's schema. Open it with `await <class>.open(path)`."""
 
     def __init__(self, path: Path, conn: aiosqlite.Connection, busy_timeout_ms: int) -> None:
         self.path = path
         self._conn: aiosqlite.Connection | None = conn
-        self._batches = _BatchConnection(path)
+        self._batches = BatchProcess(path)
         self._busy_timeout_ms = busy_timeout_ms
         self._lock = asyncio.Lock()
         self._waiting = 0  # callers waiting for the lock
@@ -197,15 +134,11 @@ class Database:
             settings = database._settings(wal_autocheckpoint)
             await database._configure(settings, _MAIN_CACHE_MIB)
             await database._migrate()
-            with translate(f"cannot open {path}"):
-                await database._batches.open(
-                    [*settings, f"PRAGMA cache_size = -{int(cache_mib) * 1024}"]
-                )
+            database._batches.open([*settings, f"PRAGMA cache_size = -{int(cache_mib) * 1024}"])
             await database._load()
         except BaseException:
             database._detach()
-            with contextlib.suppress(sqlite3.Error):
-                await database._batches.close()
+            await database._batches.close()
             with contextlib.suppress(sqlite3.Error):
                 await conn.close()
             raise
@@ -358,25 +291,22 @@ class Database:
     async def _batch(
         self,
         what: str,
-        body: Callable[[sqlite3.Connection], T],
-        committed: Callable[[T], None] | None = None,
-    ) -> T:
-        """Like `_transaction`, but `body` runs whole on the batch connection's thread, in one
-        call, in the lane (see the module docstring): for the hot path, whose statements need
-        nothing from the event loop between them. `body` must not touch the event loop, nor
-        anything that the loop changes while batches may be in the lane."""
+        batch: list[WireRow],
+        committed: Callable[[tuple[int, dict[str, int]]], None],
+    ) -> tuple[int, dict[str, int]]:
+        """Write a batch of transitions through the batch writer process in one transaction, in
+        the lane (see the module docstring): (transitions that were new, {agent id: key} of the
+        agents it looked up). `committed` runs with that only after COMMIT."""
         batches = self._batches
 
-        async def run() -> T:
+        async def run() -> tuple[int, dict[str, int]]:
             # The lane holds the lock whenever it is not empty, so a batch that finds it empty
             # waits for the lock like any other caller, and one that joins needs none.
             if not self._lane or self._waiting:
                 await self._acquire()
             self._lane += 1
             try:
-                return await self._under_lock(
-                    what, lambda: batches.run(lambda: batches.transaction(body)), committed
-                )
+                return await self._under_lock(what, lambda: batches.write(what, batch), committed)
             finally:
                 self._lane -= 1
                 if not self._lane:

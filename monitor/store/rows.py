@@ -7,10 +7,11 @@ batch at commit time, where it would be retried over and over and hold everythin
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, TypedDict
 
 from monitor.core.model import Agent, Gap, Kind, Source, StatusState, Transition
+from monitor.store.batch_write import WireRow
 
 # SQLite integers are signed 64-bit.
 _MAX_MS = 2**63 - 1
@@ -146,60 +147,28 @@ def check_agent(agent: object) -> Agent:
     return agent
 
 
-# The text that an enum member is stored as. Binding the str enum itself works too, but sqlite3
-# then looks for an adapter on every row, which costs more than the rest of the row together.
+# The text that an enum member is stored as, and sent to the batch writer as: a plain str pickles
+# faster than the str enum, and sqlite3 looks for an adapter on every enum value it binds.
 _TEXT: dict[Kind | Source, str] = {member: member.value for member in (*Kind, *Source)}
 
-_PRESENCE = Kind.PRESENCE.value
-_ROUTING = Kind.ROUTING.value
-TransitionRow = tuple[int, str, str | None, str, str, int, int, str, int]
-StateRow = tuple[int, str, str, str, int, int]
 
-
-def transition_rows(
-    batch: Sequence[Transition], keys: Mapping[str, int]
-) -> tuple[list[TransitionRow], list[StateRow]]:
-    """The transitions rows of a checked batch, and the current_state row of each agent and kind
-    for its newest transition in the batch (in the order of queries.NEWEST_FIRST; late
-    transitions are history only and never become a current state), in current_state's key
-    order: upserts in key order touch each page of the table once, and took half the time of
-    upserts in batch order."""
-    rows: list[TransitionRow] = []
-    # (agent key * 2 + 1 for routing) -> the newest (event time, value, definition): an int
-    # key hashes and sorts faster than a tuple, in the order of current_state's key.
-    newest: dict[int, tuple[int, str, str]] = {}
-    routing = Kind.ROUTING
-    for t in batch:
-        key = keys[t.agent_id]
-        kind = _TEXT[t.kind]
-        definition = t.definition_id or ""
-        late = 1 if t.late else 0
-        rows.append(
-            (
-                key,
-                kind,
-                t.from_value,
-                t.to_value,
-                definition,
-                t.event_ms,
-                t.seen_ms,
-                _TEXT[t.source],
-                late,
-            )
+def wire_rows(batch: Sequence[Transition]) -> list[WireRow]:
+    """A checked batch as the batch writer process takes it (batch_write.WireRow)."""
+    text = _TEXT
+    return [
+        (
+            t.agent_id,
+            text[t.kind],
+            t.from_value,
+            t.to_value,
+            t.definition_id or "",
+            t.event_ms,
+            t.seen_ms,
+            text[t.source],
+            1 if t.late else 0,
         )
-        if late:
-            continue
-        order = (t.event_ms, t.to_value, definition)
-        code = key * 2 + (t.kind is routing)
-        held = newest.get(code)
-        if held is None or order > held:
-            newest[code] = order
-    states: list[StateRow] = []
-    for code in sorted(newest):
-        event_ms, value, definition = newest[code]
-        kind = _ROUTING if code & 1 else _PRESENCE
-        states.append((code >> 1, kind, value, definition, event_ms, event_ms))
-    return rows, states
+        for t in batch
+    ]
 
 
 def agent_row(agent: Agent, synced_ms: int) -> tuple[Any, ...]:

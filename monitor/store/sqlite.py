@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from monitor.store.rows import (
     check_transitions,
     export_row,
     state_from_row,
-    transition_rows,
+    wire_rows,
 )
 from monitor.store.schema import HOUR_MS
 
@@ -86,8 +85,8 @@ class Store(Database):
         self._keys, self._transitions = await self._read(f"cannot open {self.path}", body)
 
     def _learn_keys(self, new_keys: dict[str, int]) -> None:
-        """Add committed agent keys to the map: by replacing it, never in place, since a batch
-        may be reading it on the batch connection's thread (see _write_batch)."""
+        """Add committed agent keys to the map: by replacing it, never in place, since an export
+        may be reading it."""
         if new_keys:
             self._keys = {**self._keys, **new_keys}
 
@@ -109,41 +108,8 @@ class Store(Database):
             self._learn_keys(new_keys)
             self._transitions += inserted
 
-        inserted, _ = await self._batch(
-            "cannot write transitions", lambda conn: self._write_batch(conn, batch), committed
-        )
+        inserted, _ = await self._batch("cannot write transitions", wire_rows(batch), committed)
         return inserted
-
-    def _write_batch(
-        self, conn: sqlite3.Connection, batch: list[Transition]
-    ) -> tuple[int, dict[str, int]]:
-        # On the batch connection's thread, while the event loop may be running the `committed`
-        # callback of the batch before this one: it replaces `self._keys` rather than change it,
-        # so this batch works on the map as it was when it began. Agents that batch added are
-        # not in it, and are looked up again below.
-        keys = self._keys
-        unknown = [agent for agent in dict.fromkeys(t.agent_id for t in batch) if agent not in keys]
-        new_keys: dict[str, int] = {}
-        if unknown:
-            conn.executemany(
-                "INSERT INTO agents (id) VALUES (?) ON CONFLICT (id) DO NOTHING",
-                [(agent,) for agent in unknown],
-            )
-            new_keys = _key_map(conn.execute(q.AGENT_KEYS, (json.dumps(unknown),)).fetchall())
-            keys = {**keys, **new_keys}
-        rows, states = transition_rows(batch, keys)
-        inserted = 0
-        for sql, params in q.multi_row(q.INSERT_TRANSITIONS, rows, q.INSERT_TRANSITIONS_CONFLICT):
-            inserted += max(conn.execute(sql, params).rowcount, 0)  # replays are not counted
-        for sql, params in q.multi_row(q.UPSERT_STATES, states, q.UPSERT_STATES_CONFLICT):
-            conn.execute(sql, params)
-        # Live transitions belong to the current hour, which agent_index takes once it is over;
-        # older ones (from a snapshot, or late) go into it now (see schema.py).
-        (until,) = conn.execute(q.INDEXED_UNTIL).fetchone()
-        early = [(r[5], r[0], r[1], r[3], r[4]) for r in rows if r[5] < until]
-        for sql, params in q.multi_row(q.INDEX_EARLY, early, q.INDEX_EARLY_JOIN):
-            conn.execute(sql, params)
-        return inserted, new_keys
 
     async def load_states(self) -> dict[tuple[str, Kind], StatusState]:
         """The stored current state of every agent and kind, to seed the tracker at start."""
