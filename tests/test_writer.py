@@ -270,6 +270,44 @@ async def test_a_full_batch_behind_the_one_being_written_goes_to_the_store_at_on
     assert await stored(store) == 45
 
 
+class Gated(InFlight):
+    """The store, holding its first write until `gate` is set."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.gate = asyncio.Event()
+        self.started = 0
+
+    async def write(self, transitions: Sequence[Transition]) -> int:
+        self.started += 1
+        if self.started == 1:
+            await self.gate.wait()
+        return await super().write(transitions)
+
+
+async def test_a_batch_due_by_time_goes_to_the_store_while_the_one_before_is_written(
+    store: Store,
+) -> None:
+    """Transitions put while a write is slow go to the store max_delay_s after that write's
+    batch did, not after it commits: the store begins them the moment it can."""
+    seen = Batches()
+    sink = Gated(store)
+    writer = Writer(sink, max_batch=1000, max_delay_s=0.05, on_batch=seen.batch)
+    task = asyncio.create_task(writer.run())
+    for n in range(3):
+        await writer.put(tr(n))
+    await eventually(lambda: sink.started == 1, message="the first batch with the store")
+    for n in range(3, 5):
+        await writer.put(tr(n))
+    await eventually(lambda: sink.started == 2, message="the second batch with the store")
+    assert seen.sizes == []  # the first is still being written
+    sink.gate.set()
+    await eventually(lambda: seen.sizes == [3, 2], message="both batches committed")
+    await writer.drain(scaled(5))
+    await task
+    assert await stored(store) == 5
+
+
 async def test_a_failing_callback_does_not_stop_the_writer(store: Store) -> None:
     """An exception raised by on_batch is logged and the writing goes on."""
 

@@ -13,13 +13,17 @@ websockets down, and Genesys keeps the events meanwhile (or the next snapshot re
 
 Batching. A batch is written as soon as `max_batch` transitions are waiting, or `max_delay_s`
 after the writer began collecting it: from the first transition's arrival when the writer was
-idle, or from the end of the previous write when transitions arrived during it. A transition thus
-waits at most `max_delay_s` plus one write before its commit starts.
+idle, or from the moment the previous batch went to the store when transitions arrived during its
+write. A transition thus waits at most `max_delay_s`, or one write when that takes longer, before
+its commit starts. Under load, batches go back to back, each holding what arrived during the
+write before it; counting from the end of the previous write instead would add `max_delay_s` to
+every batch's wait, and at tens of thousands of transitions a second, half of it to their latency.
 
-Pipelining. When a full batch is waiting behind the one being written, it goes to the store at
-once, so that the store can begin it as soon as the first has committed (see the lane in
-store/database.py) instead of after a turn of the event loop, which under load is long. At most
-two batches are with the store at a time, and they leave the buffer in order.
+Pipelining. While a batch is being written, the next one goes to the store as soon as it is due
+(full, or `max_delay_s` after the first went), so that the store can begin it as soon as the
+first has committed (see the lane in store/database.py) instead of after the event loop has
+given this task its turns, which under load take tens of milliseconds each. At most two batches
+are with the store at a time, and they leave the buffer in order.
 
 Failures. A batch that fails with StoreError (disk full, database locked by another process) is
 retried with exponential backoff; each failure is logged and passed to `on_error`. After
@@ -122,6 +126,8 @@ class Writer:
         self._running = False
         self._finished = asyncio.Event()
         self._written = 0
+        # Transitions at the head of the buffer that are with the store (one or two batches).
+        self._handed = 0
 
     @property
     def written(self) -> int:
@@ -163,9 +169,7 @@ class Writer:
             return
         self._check_accepting()
         self._buffer.extend(checked)
-        size = len(self._buffer)
-        if size == len(checked) or size >= self._max_batch:
-            self._wake.set()
+        self._announce(len(checked))
         # Once stopping, drain() writes everything buffered; waiting would only hold it up.
         while len(self._buffer) > self._capacity and not self._stopping:
             self._check_failed()
@@ -191,8 +195,12 @@ class Writer:
 
     def _append(self, transition: Transition) -> None:
         self._buffer.append(transition)
-        size = len(self._buffer)
-        if size == 1 or size >= self._max_batch:
+        self._announce(1)
+
+    def _announce(self, added: int) -> None:
+        """Wake run() for the first transition not yet with the store, and for a full batch."""
+        waiting = len(self._buffer) - self._handed
+        if waiting == added or waiting >= self._max_batch:
             self._wake.set()
 
     # --- the writer task ---------------------------------------------------------------------
@@ -216,6 +224,8 @@ class Writer:
             self._room.set()
             raise
         finally:
+            # Batches still with the store are written again by the next run() (Cancellation).
+            self._handed = 0
             self._running = False
             self._finished.set()
 
@@ -238,21 +248,24 @@ class Writer:
             else:
                 await self._collect(loop, collect_from + self._max_delay)
                 head = self._hand_over(0, min(len(self._buffer), self._max_batch))
+                collect_from = loop.time()
             size = len(head.batch)
-            if len(self._buffer) - size >= self._max_batch:
-                behind = self._hand_over(size, self._max_batch)
+            if behind is None:
+                behind = await self._next_while_writing(loop, head, collect_from + self._max_delay)
+                if behind is not None:
+                    collect_from = loop.time()
             await self._commit(head)
             # Only now does the batch leave the buffer (see Cancellation above). Producers only
             # ever append, so the head is still exactly this batch.
             for _ in range(size):
                 self._buffer.popleft()
             self._written += size
+            self._handed -= size
             # Room is announced on the loop's next turn, not now: callbacks run in the order they
             # were scheduled, so the next batch (when one is waiting) reaches the store before the
             # readers waiting for room wake up and decode their next frames. Otherwise the store
             # would sit idle while they do, and writing and decoding would take turns.
             loop.call_soon(self._room.set)
-            collect_from = loop.time()
 
     async def _collect(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
         """Wait until a full batch is buffered, the deadline passes, or a stop is requested."""
@@ -267,10 +280,38 @@ class Writer:
             except TimeoutError:
                 return
 
+    async def _next_while_writing(
+        self, loop: asyncio.AbstractEventLoop, head: _Handover, deadline: float
+    ) -> _Handover | None:
+        """While `head` is being written, hand over the batch behind it once that is due: full,
+        or `deadline` passed with transitions waiting (see Pipelining). None if the head's write
+        ends first."""
+        start = len(head.batch)
+        while not head.task.done():
+            waiting = len(self._buffer) - start
+            due = self._stopping or loop.time() >= deadline
+            if waiting >= self._max_batch or (waiting and due):
+                return self._hand_over(start, min(waiting, self._max_batch))
+            # Woken by the head's end, by the first transition behind it or a full batch (put()
+            # sets the event then), or at the deadline.
+            woken = asyncio.ensure_future(self._wake.wait())
+            self._wake.clear()
+            try:
+                await asyncio.wait(
+                    (head.task, woken),
+                    timeout=None if due else deadline - loop.time(),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                # On cancellation too: the head's write goes on in its own task (Cancellation).
+                woken.cancel()
+        return None
+
     def _hand_over(self, start: int, size: int) -> _Handover:
         """Begin writing the `size` buffered transitions from `start` (one attempt)."""
         # Every transition in the buffer was checked on its way in.
         batch = Checked(itertools.islice(self._buffer, start, start + size))
+        self._handed += size
         return _Handover(batch, self._attempt(batch), time.perf_counter())
 
     def _attempt(self, batch: list[Transition]) -> asyncio.Task[int]:
