@@ -81,25 +81,33 @@ class StuckWatcher:
         present = {agent.id for agent in roster}
         events: list[RuleEvent] = []
         for step in self.engine.steps(self._clock.now_ms(), rows, self._zones, present):
+            self._record(step)
             events += step
-            # The rules together take tens of milliseconds at 20,000 agents; frames and scrapes
-            # get their turn between two. Only this task evaluates, so the steps never mix with
-            # another evaluation's.
+            # The rules take tens of milliseconds at 20,000 agents, and a round where thousands
+            # of agents fire or clear (the end of a shift) as many again for their metrics and
+            # log lines: frames and scrapes get their turn between two steps. Only this task
+            # evaluates, so the steps never mix with another evaluation's.
             await asyncio.sleep(0)
+        # Actions last, once the round is complete: they wait for Genesys.
+        for event in events:
+            if event.kind == "fire":
+                await self._act(event)
+        for rule, count in self.engine.counts().items():
+            self._metrics.agents_stuck.labels(rule).set(count)
+        return events
+
+    def _record(self, events: list[RuleEvent]) -> None:
+        """Metrics, log lines and `recent` for some of a round's events."""
         self.recent.extend(events)
         for event in events:
             firing = event.kind == "fire"
             self._metrics.agents.set_stuck(event.agent_id, event.rule, firing)
-            held_s = round((event.at_ms - event.since_ms) / 1000)
             if firing:
+                held_s = round((event.at_ms - event.since_ms) / 1000)
                 self._metrics.rule_firings.labels(event.rule).inc()
                 log.warning("stuck_agent", rule=event.rule, agent_id=event.agent_id, held_s=held_s)
-                await self._act(event)
             else:
                 log.info("stuck_agent_cleared", rule=event.rule, agent_id=event.agent_id)
-        for rule, count in self.engine.counts().items():
-            self._metrics.agents_stuck.labels(rule).set(count)
-        return events
 
     def firing_for(self, agent_id: str) -> list[str]:
         return self.engine.firing_for(agent_id)

@@ -50,13 +50,15 @@ class WebApp:
 
     async def metrics_page(self, request: Request) -> Response:
         # Under load most agents have changed since the last scrape, and bringing 20,000 agents'
-        # lines up to date takes about 80 ms of the event loop's time (more while the batch
-        # thread competes for the GIL): it is done in chunks, with frames decoded in between.
-        # Whatever changed before the scrape began is shown.
-        # The chunks are counted at the start, so that changes arriving meanwhile cannot keep the
-        # scrape waiting; render() takes what is left in one go.
+        # lines up to date takes about 80 ms of the event loop's time: it is done in chunks, with
+        # frames decoded in between, until less than a chunk is left for render(). Whatever
+        # changed before the scrape began is shown. The turns are bounded, at twice the chunks
+        # counted at the start and one more, so that changes arriving meanwhile cannot keep the
+        # scrape waiting; render() takes whatever is left then in one go.
         agents = self.metrics.agents
-        for _ in range(agents.behind // _CATCH_UP_CHUNK):
+        for _ in range(2 * (agents.behind // _CATCH_UP_CHUNK) + 1):
+            if agents.behind < _CATCH_UP_CHUNK:
+                break
             agents.catch_up(_CATCH_UP_CHUNK)
             await asyncio.sleep(0)
         return Response(200, headers=[("Content-Type", CONTENT_TYPE)], parts=self.metrics.render())

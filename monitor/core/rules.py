@@ -59,6 +59,8 @@ _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})$", re.ASCII)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _DAY_MINUTES = 24 * 60
+# Agents a step of RuleEngine.steps() takes at most: with their log lines, a few milliseconds.
+STEP_AGENTS = 250
 
 
 class RuleError(ValueError):
@@ -511,9 +513,11 @@ class RuleEngine:
         zones: Mapping[str, tzinfo],
         present: AbstractSet[str] | None = None,
     ) -> Iterator[list[RuleEvent]]:
-        """evaluate(), one rule at a time: each step yields that rule's events. A caller may do
-        other work between steps (at 20,000 agents the rules take tens of milliseconds
-        together); the rules not yet stepped still hold the previous evaluation's outcome.
+        """evaluate(), a part at a time: each step yields the events of one rule's next
+        STEP_AGENTS agents (at least one step per rule). A caller may do other work between steps
+        (at 20,000 agents the rules take tens of milliseconds each), and may call forget() or the
+        read methods then: the rules and agents not yet stepped still hold the previous
+        evaluation's outcome.
 
         `present`, when given, holds the id of every watched agent, and `agents` need only hold
         those for whom could_match() is true: the others are judged false (their firings clear
@@ -529,18 +533,19 @@ class RuleEngine:
         if present is None:
             present = {row[0].id for row in rows}
         for c in self._compiled:
-            yield self._evaluate_rule(c, now_ms, round_, rows, present, zones)
+            yield from self._rule_steps(c, now_ms, round_, rows, present, zones)
 
     @staticmethod
-    def _evaluate_rule(
+    def _rule_steps(
         c: _Compiled,
         now_ms: int,
         round_: int,
         rows: list[_Row],
         present: AbstractSet[str],
         zones: Mapping[str, tzinfo],
-    ) -> list[RuleEvent]:
-        """One rule's part of steps(): its episodes moved on to `round_`, and its events."""
+    ) -> Iterator[list[RuleEvent]]:
+        """One rule's part of steps(): its episodes moved on to `round_`, and its events, in
+        steps of at most STEP_AGENTS agents."""
         events: list[RuleEvent] = []
         rule = c.rule
         episodes = c.episodes
@@ -548,11 +553,14 @@ class RuleEngine:
             hits = []
         else:
             hits = _candidates(rows, rule.presences, rule.routing)
-        if c.selector is not None:
-            selector = c.selector
-            hits = [row for row in hits if selector.matches(row[0], row[1], row[2], now_ms)]
+        selector = c.selector
         # Condition true: begin, or continue, an episode; fire once past the threshold.
-        for agent, presence, routing in hits:
+        for count, (agent, presence, routing) in enumerate(hits, 1):
+            if count % STEP_AGENTS == 0:
+                yield events
+                events = []
+            if selector is not None and not selector.matches(agent, presence, routing, now_ms):
+                continue
             agent_id = agent.id
             episode = episodes.get(agent_id)
             marks = _marks(rule, presence, routing)
@@ -575,7 +583,12 @@ class RuleEngine:
         # Every episode not continued above is false now, or its agent has gone. Only these
         # few are visited, not every (agent, rule) pair whose condition is false.
         ended = [(a, e) for a, e in episodes.items() if e.round != round_]
-        for agent_id, episode in ended:
+        for count, (agent_id, episode) in enumerate(ended, 1):
+            if count % STEP_AGENTS == 0:
+                yield events
+                events = []
+            if episodes.get(agent_id) is not episode:
+                continue  # forgotten (forget()) between two steps
             if not episode.fired:
                 del episodes[agent_id]
                 continue
@@ -587,7 +600,7 @@ class RuleEngine:
             del episodes[agent_id]
             c.firing.discard(agent_id)
             events.append(RuleEvent("clear", rule.name, agent_id, episode.start, now_ms))
-        return events
+        yield events
 
     def firing(self) -> dict[str, set[str]]:
         """Rule name -> the agents it is firing for now (every rule, empty sets included)."""

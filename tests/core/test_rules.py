@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from monitor.core.model import Agent, StatusState
 from monitor.core.rules import (
     DEFAULT_RULES,
+    STEP_AGENTS,
     Hours,
     Rule,
     RuleEngine,
@@ -730,6 +731,29 @@ def test_stepping_the_rules_one_at_a_time_gives_the_events_of_evaluate() -> None
         ("fire", "long_break", ADA.id),
         ("fire", "on_queue_off_queue", BEN.id),
     ]
+
+
+def test_a_rule_over_many_agents_is_stepped_a_few_hundred_agents_at_a_time() -> None:
+    """A rule whose condition holds for more agents than STEP_AGENTS takes several steps, and
+    an agent forgotten between two of them is skipped, not failed on: the events are those of
+    evaluate() less the forgotten agent's."""
+    crowd = [
+        Agent(id=f"agent-{i:05d}", name=f"A{i}") for i in range(2 * STEP_AGENTS + STEP_AGENTS // 2)
+    ]
+    on_break = [row(agent, "BREAK", T0, None, 0) for agent in crowd]
+    stepped, whole = RuleEngine([rule()]), RuleEngine([rule()])
+    assert len(list(stepped.steps(T0 + 40 * MIN, on_break, {}))) == 3
+    whole.evaluate(T0 + 40 * MIN, on_break, {})
+    # Every agent gone: the next round clears them all, in steps again.
+    back: list[Row] = []
+    steps = stepped.steps(T0 + 50 * MIN, back, {})
+    first = next(steps)
+    stepped.forget(crowd[-1].id)
+    rest = [event for step in steps for event in step]
+    expected = whole.evaluate(T0 + 50 * MIN, back, {})
+    assert first + rest == [event for event in expected if event.agent_id != crowd[-1].id]
+    assert len(expected) == len(crowd)
+    assert stepped.counts() == {"r": 0}
 
 
 SEEN_PRESENCES: list[str | None] = [
