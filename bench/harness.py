@@ -97,21 +97,28 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def _own_rss_kib(pid: int) -> int:
+def _status_kib(pid: int, *fields: str) -> int:
+    """The sum of some of /proc/PID/status's memory fields (kB)."""
+    total, found = 0, 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
+        name, _, value = line.partition(":")
+        if name in fields:
+            total += int(value.split()[0])
+            found += 1
+    if found < len(fields):
+        raise RuntimeError(f"no {', '.join(fields)} for process {pid}")
+    return total
 
 
 def rss_kib(pid: int) -> int:
-    """Resident memory of a process and of the processes it started (the daemon's batch writer),
-    from /proc/PID/status (VmRSS). Pages they share are counted once for each, so the sum is on
-    the high side."""
-    total = _own_rss_kib(pid)
+    """Resident memory of a process (VmRSS) and of the processes it started (the daemon's batch
+    writer), from /proc/PID/status. A child's pages of files (the interpreter, its libraries)
+    are the parent's pages of the same files, which the parent's figure counts already: of a
+    child only its own memory counts, anonymous and shared (RssAnon, RssShmem)."""
+    total = _status_kib(pid, "VmRSS")
     for child in children(pid):
         with contextlib.suppress(OSError, RuntimeError):  # it may end meanwhile
-            total += _own_rss_kib(child)
+            total += _status_kib(child, "RssAnon", "RssShmem")
     return total
 
 

@@ -17,12 +17,12 @@ NEWEST_FIRST: Final = "event_ms DESC, to_value DESC, definition_id DESC"
 
 # Batches are inserted with multi-row VALUES statements rather than executemany. sqlite3 releases
 # the GIL around each sqlite3_step and must take it back afterwards: with executemany that is once
-# per row, and while the event loop's thread is busy each retake can wait up to the interpreter's
-# switch interval (5 ms). One statement per chunk of rows retakes it once per chunk, and binding
-# a chunk in one call is also cheaper than row by row. Chunk sizes come from a fixed set so that
+# per row, and while another thread is busy each retake can wait up to the interpreter's switch
+# interval (5 ms). One statement per chunk of rows retakes it once per chunk, and binding a chunk
+# in one call is also cheaper than row by row. Chunk sizes come from a fixed set so that
 # sqlite3's statement cache holds every statement text we use. Chunks of 3,640 rows (nine columns
 # each, the most SQLite's 32,766 variables allow) saved about 4 ms a batch of 10,000, but their
-# prepared statements, kept in that cache, added 5 MiB to the daemon's resident memory.
+# prepared statements, kept in that cache, added 5 MiB of resident memory.
 _CHUNKS: Final = (1024, 256, 64, 16, 4, 1)
 
 INSERT_TRANSITIONS: Final = """
