@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import io
 import os
-import pickle
 import signal
 import sqlite3
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from monitor.core.model import Kind, Source, Transition
 from monitor.errors import StoreError
 from monitor.store import Store, Writer
-from monitor.store.batch_write import body_size, encode, header_size, serve
+from monitor.store.batch_write import encode, read_message, serve
 from monitor.store.rows import wire_rows
 from tests.support import eventually
 
@@ -50,11 +49,10 @@ def replies(requests: list[object]) -> list[tuple[str, object]]:
     """serve()'s replies to `requests`, through in-memory streams."""
     out = io.BytesIO()
     serve(io.BytesIO(b"".join(encode(r) for r in requests)), out)
-    data, found = out.getvalue(), []
-    while data:
-        size = body_size(data[: header_size()])
-        found.append(pickle.loads(data[header_size() : header_size() + size]))
-        data = data[header_size() + size :]
+    out.seek(0)
+    found = []
+    while (reply := read_message(out)) is not None:
+        found.append(reply)
     return found
 
 

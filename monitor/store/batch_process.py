@@ -28,7 +28,7 @@ import structlog
 
 import monitor
 from monitor.errors import StoreError
-from monitor.store.batch_write import WireRow, body_size, encode, header_size
+from monitor.store.batch_write import HEADER_SIZE, WireRow, body_size, encode
 
 log = structlog.get_logger(__name__)
 
@@ -77,7 +77,7 @@ class _Worker:
         error: BaseException | None = None
         try:
             while True:
-                header = await stdout.readexactly(header_size())
+                header = await stdout.readexactly(HEADER_SIZE)
                 reply = pickle.loads(await stdout.readexactly(body_size(header)))
                 future = self.waiting.popleft()
                 if not future.done():

@@ -35,7 +35,7 @@ import struct
 import sys
 import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, BinaryIO
 
 from monitor.store import queries as q
@@ -47,6 +47,7 @@ TransitionRow = tuple[int, str, str | None, str, str, int, int, str, int]
 StateRow = tuple[int, str, str, str, int, int]
 
 _HEADER = struct.Struct(">I")
+HEADER_SIZE = _HEADER.size
 _PICKLE_PROTOCOL = 5
 # How often the WAL is checkpointed in the background (_Checkpointer).
 CHECKPOINT_EVERY_S = 0.5
@@ -74,19 +75,15 @@ def encode(message: object) -> bytes:
     return _HEADER.pack(len(body)) + body
 
 
-def header_size() -> int:
-    return _HEADER.size
-
-
 def body_size(header: bytes) -> int:
     (size,) = _HEADER.unpack(header)
     return int(size)
 
 
-def _read(stream: BinaryIO) -> Any:
+def read_message(stream: BinaryIO) -> Any:
     """The next message, or None at end of input."""
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
+    header = stream.read(HEADER_SIZE)
+    if len(header) < HEADER_SIZE:
         return None
     size = body_size(header)
     body = stream.read(size)
@@ -128,7 +125,8 @@ def transition_rows(
     return rows, states
 
 
-def _key_map(rows: Sequence[Sequence[Any]]) -> dict[str, int]:
+def key_map(rows: Iterable[Sequence[Any]]) -> dict[str, int]:
+    """{agent id: key} from (id, key) rows."""
     return {str(row[0]): int(row[1]) for row in rows}
 
 
@@ -146,7 +144,7 @@ def write_batch(
             "INSERT INTO agents (id) VALUES (?) ON CONFLICT (id) DO NOTHING",
             [(agent,) for agent in unknown],
         )
-        new_keys = _key_map(conn.execute(q.AGENT_KEYS, (json.dumps(unknown),)).fetchall())
+        new_keys = key_map(conn.execute(q.AGENT_KEYS, (json.dumps(unknown),)).fetchall())
         keys = {**keys, **new_keys}
     rows, states = transition_rows(batch, keys)
     inserted = 0
@@ -210,7 +208,7 @@ class _Batches:
         try:
             for statement in settings:
                 conn.execute(statement)
-            self._keys = _key_map(conn.execute("SELECT id, key FROM agents").fetchall())
+            self._keys = key_map(conn.execute("SELECT id, key FROM agents").fetchall())
             checkpointer = _Checkpointer(path, settings)
         except BaseException:
             conn.close()
@@ -266,7 +264,7 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
     """Answer requests until the end of input."""
     batches = _Batches()
     try:
-        while (request := _read(requests)) is not None:
+        while (request := read_message(requests)) is not None:
             replies.write(encode(_answer(batches, request)))
             replies.flush()
     finally:

@@ -19,6 +19,7 @@ import structlog
 
 from monitor.core.model import ActionRecord, Agent, Gap, Kind, StatusState, Transition
 from monitor.store import queries as q
+from monitor.store.batch_write import key_map
 from monitor.store.database import Database, scalar, translate
 from monitor.store.rows import (
     ExportRow,
@@ -51,11 +52,6 @@ class StoreStats:
     oldest_transition_ms: int | None
 
 
-def _key_map(rows: Iterable[Sequence[Any]]) -> dict[str, int]:
-    """{agent id: key} from (id, key) rows."""
-    return {str(row[0]): int(row[1]) for row in rows}
-
-
 def _bounds(since_ms: int | None, until_ms: int | None) -> tuple[int, int]:
     since = 0 if since_ms is None else since_ms
     until = _MAX_MS if until_ms is None else until_ms
@@ -79,16 +75,14 @@ class Store(Database):
         # Reading every agent and counting the transitions through an index also reads much of
         # the file, so a damaged database is reported at start rather than at the first write.
         async def body(conn: aiosqlite.Connection) -> tuple[dict[str, int], int]:
-            keys = _key_map(await conn.execute_fetchall("SELECT id, key FROM agents"))
+            keys = key_map(await conn.execute_fetchall("SELECT id, key FROM agents"))
             return keys, int(await scalar(conn, "SELECT count(*) FROM transitions"))
 
         self._keys, self._transitions = await self._read(f"cannot open {self.path}", body)
 
     def _learn_keys(self, new_keys: dict[str, int]) -> None:
-        """Add committed agent keys to the map: by replacing it, never in place, since an export
-        may be reading it."""
-        if new_keys:
-            self._keys = {**self._keys, **new_keys}
+        """Add committed agent keys to the map."""
+        self._keys.update(new_keys)
 
     # --- transitions and current state --------------------------------------------------------
 
@@ -146,7 +140,7 @@ class Store(Database):
         async def body(conn: aiosqlite.Connection) -> dict[str, int]:
             await conn.executemany(q.UPSERT_AGENT, [agent_row(a, synced_ms) for a in checked])
             ids = json.dumps([agent.id for agent in checked])
-            return _key_map(await conn.execute_fetchall(q.AGENT_KEYS, (ids,)))
+            return key_map(await conn.execute_fetchall(q.AGENT_KEYS, (ids,)))
 
         await self._transaction("cannot store agents", body, self._learn_keys)
 
@@ -239,7 +233,7 @@ class Store(Database):
             missing = [a for a in agents if a not in keys]
             if missing:
                 keys.update(
-                    _key_map(await conn.execute_fetchall(q.AGENT_KEYS, (json.dumps(missing),)))
+                    key_map(await conn.execute_fetchall(q.AGENT_KEYS, (json.dumps(missing),)))
                 )
             await conn.executemany(
                 """
